@@ -1,0 +1,333 @@
+"""Supervised segmentation DataModule: layout splits, k-fold, labelled fractions, seeded loaders."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from datasets.layouts import LAYOUTS, find_samples
+from datasets.records import SPLIT_NAMES, SampleRecord, kfold_split, read_split_file, subsample
+from datasets.segmentation_dataset import ExtraMapsFn, SegmentationDataset, collate_segmentation
+from datasets.superpixels.config import SuperpixelConfig
+from datasets.superpixels.loader_hook import make_superpixel_hook
+from datasets.transforms import build_transforms
+
+log = logging.getLogger(__name__)
+
+
+class EpochShuffleSampler(Sampler):
+    """Seeded shuffle whose order depends only on ``(seed, epoch)``; yields ``(index, epoch)``.
+
+    Carrying the epoch in every index lets persistent workers reseed augmentations per epoch.
+    Lightning calls ``set_epoch`` each epoch; without it (e.g. when wrapped for DDP) the epoch
+    advances by one per pass.
+
+    Args:
+        length: Dataset length.
+        seed: Shuffle seed.
+    """
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the next pass."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        order_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(order_seed)
+        for index in torch.randperm(self.length, generator=generator).tolist():
+            yield index, epoch
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """2D segmentation data from a registered folder layout.
+
+    Splits: the layout's own train/val/test; a missing val split is fold ``fold`` of a seeded
+    ``n_folds``-fold split of train; a missing test split reuses val (with a warning); ``split_file``
+    overrides the layout's splits.
+
+    Args:
+        root: Dataset root folder.
+        layout: Folder layout name: folder, polyp, isic2016, isic2017, isic2018 or ham10000.
+        num_classes: Number of classes including background.
+        in_channels: Image channels given to the model (1 grey, 3 RGB).
+        image_size: Training/inference size, int or (height, width).
+        batch_size: Batch size of every loader.
+        num_workers: DataLoader worker processes.
+        train_transforms: Albumentations specs ``[{"name": ..., **kwargs}]`` after the resize; None = default.
+        split_file: JSON ``{"train": [ids], "val": [ids], "test": [ids]}`` overriding the layout splits.
+        n_folds: Folds for deriving val from train when the layout has no val split.
+        fold: Validation fold index in [0, n_folds).
+        percent: Fraction of the training set that is labelled (data-efficiency runs), in (0, 1].
+        oversample: Repeat the labelled subset to keep the full epoch length when percent < 1.
+        seed: Seed of folds, subsampling, shuffling and augmentation.
+        class_names: Names of the classes (default class_0..), length num_classes.
+        test_split: Which split the test loader serves: test, val or train.
+        pin_memory: Pin batches in page-locked memory (GPU training).
+        persistent_workers: Keep worker processes between epochs.
+        superpixels: Superpixel maps served with every sample under ``superpixels`` (``source``: ``cache``
+            reads precomputed maps, ``cpu`` computes them in the loader workers, ``gpu`` leaves them to
+            the LightningModule); None serves none.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        layout: str = "folder",
+        num_classes: int = 2,
+        in_channels: int = 3,
+        image_size: int | tuple[int, int] = 256,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        train_transforms: list[dict] | None = None,
+        split_file: str | None = None,
+        n_folds: int = 5,
+        fold: int = 0,
+        percent: float = 1.0,
+        oversample: bool = False,
+        seed: int = 42,
+        class_names: list[str] | None = None,
+        test_split: str = "test",
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        superpixels: SuperpixelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        _check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
+        self.save_hyperparameters()
+        self.root = root
+        self.layout = layout
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_transforms = train_transforms
+        self.split_file = split_file
+        self.n_folds = n_folds
+        self.fold = fold
+        self.percent = percent
+        self.oversample = oversample
+        self.seed = seed
+        self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+        self.test_split = test_split
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.train_dataset: SegmentationDataset | None = None
+        self.val_dataset: SegmentationDataset | None = None
+        self.test_dataset: SegmentationDataset | None = None
+        self.splits: dict[str, list[SampleRecord]] = {}
+        self._extra_maps: ExtraMapsFn | None = None
+        self.superpixels = superpixels
+
+    @property
+    def extra_maps(self) -> ExtraMapsFn | None:
+        """Hook giving extra per-image maps (e.g. superpixels) to every dataset; None by default."""
+        return self._extra_maps
+
+    @extra_maps.setter
+    def extra_maps(self, fn: ExtraMapsFn | None) -> None:
+        self._extra_maps = fn
+        for dataset in (self.train_dataset, self.val_dataset, self.test_dataset):
+            if dataset is not None:
+                dataset.extra_maps = fn
+
+    def prepare_data(self) -> None:
+        """Nothing to download: datasets must already be on disk."""
+
+    def resolve_splits(self) -> dict[str, list[SampleRecord]]:
+        """Compute the train/val/test records (no image is read).
+
+        Returns:
+            Mapping ``train``/``val``/``test`` to records; ``train`` after subsampling/oversampling.
+
+        Raises:
+            FileNotFoundError: If the root or expected files are missing.
+            ValueError: If a split is empty or the split file names unknown ids.
+        """
+        layout_splits = {name: find_samples(self.layout, self.root, name) for name in SPLIT_NAMES}
+        if self.split_file is not None:
+            splits = _apply_split_file(layout_splits, Path(self.split_file))
+        else:
+            splits = layout_splits
+        train, val, test = splits["train"], splits["val"], splits["test"]
+        if not train:
+            raise ValueError(f"the train split of {self.root} (layout '{self.layout}') is empty")
+        if not val:
+            train, val = kfold_split(train, self.n_folds, self.fold, self.seed)
+            log.info(
+                "no val split in %s: using fold %d of %d (seed %d)",
+                self.root,
+                self.fold,
+                self.n_folds,
+                self.seed,
+            )
+        if not test:
+            test = val
+            log.warning(
+                "no test split in %s (layout '%s'): testing on the validation fold, "
+                "so test metrics are not held-out estimates",
+                self.root,
+                self.layout,
+            )
+        if self.percent < 1.0:
+            full = len(train)
+            train = subsample(train, self.percent, self.seed)
+            if self.oversample:
+                train = (train * math.ceil(full / len(train)))[:full]
+        resolved = {"train": train, "val": val, "test": test}
+        for name, records in resolved.items():
+            if not records:
+                raise ValueError(f"the {name} split of {self.root} (layout '{self.layout}') is empty")
+        return resolved
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of all splits (images and masks are read lazily in ``__getitem__``)."""
+        if self.train_dataset is not None:
+            return
+        self.splits = self.resolve_splits()
+        if self.superpixels is not None and self._extra_maps is None:
+            hook = make_superpixel_hook(
+                self.superpixels, self.root, self.image_size, self.in_channels, self.layout
+            )
+            if (
+                hook is not None
+                and self.superpixels.source == "cache"
+                and not self.superpixels.compute_missing
+            ):
+                hook.ensure_complete([r for records in self.splits.values() for r in records])
+            self._extra_maps = hook
+
+        def make(records: Sequence[SampleRecord], transform_stage: str) -> SegmentationDataset:
+            transform = build_transforms(self.train_transforms, self.image_size, transform_stage)
+            return SegmentationDataset(
+                records,
+                self.num_classes,
+                self.in_channels,
+                transform,
+                transform_stage,
+                self.seed,
+                self._extra_maps,
+            )
+
+        self.train_dataset = make(self.splits["train"], "train")
+        self.val_dataset = make(self.splits["val"], "val")
+        self.test_dataset = make(self.splits[self.test_split], "test")
+        log.info("%s", self.describe())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the training dataset (for loaders whose sampler was replaced, e.g. DDP)."""
+        if self.train_dataset is not None:
+            self.train_dataset.set_epoch(epoch)
+
+    def describe(self) -> str:
+        """One-line summary of the split sizes for the log."""
+        if not self.splits:
+            return f"SegmentationDataModule({self.layout} at {self.root}): not set up"
+        sizes = ", ".join(f"{name} {len(records)}" for name, records in self.splits.items())
+        extra = (
+            f", labelled {self.percent:.3g}{' oversampled' if self.oversample else ''}"
+            if self.percent < 1
+            else ""
+        )
+        return (
+            f"SegmentationDataModule({self.layout} at {self.root}): {sizes}{extra}; "
+            f"test loader serves '{self.test_split}'; {self.num_classes} classes, "
+            f"{self.in_channels} channels, size {self.image_size}"
+        )
+
+    def _loader(
+        self, dataset: SegmentationDataset | None, sampler: Sampler | None, drop_last: bool
+    ) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            collate_fn=collate_segmentation,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Seeded shuffled loader; drops the last partial batch only when there is more than one batch."""
+        if self.train_dataset is None:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        sampler = EpochShuffleSampler(len(self.train_dataset), self.seed)
+        return self._loader(self.train_dataset, sampler, len(self.train_dataset) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation loader in file order."""
+        return self._loader(self.val_dataset, None, False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test loader in file order; batches carry ``orig_mask``/``orig_size`` lists."""
+        return self._loader(self.test_dataset, None, False)
+
+
+def _check_args(
+    layout: str,
+    num_classes: int,
+    in_channels: int,
+    batch_size: int,
+    n_folds: int,
+    fold: int,
+    percent: float,
+    test_split: str,
+) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}'; registered: {sorted(LAYOUTS)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_folds < 2 or not 0 <= fold < n_folds:
+        raise ValueError(f"need n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
+    if not 0.0 < percent <= 1.0:
+        raise ValueError(f"percent must be in (0, 1], got {percent}")
+    if test_split not in SPLIT_NAMES:
+        raise ValueError(f"test_split must be one of {SPLIT_NAMES}, got '{test_split}'")
+
+
+def _apply_split_file(
+    layout_splits: dict[str, list[SampleRecord]], split_file: Path
+) -> dict[str, list[SampleRecord]]:
+    """Re-split all records the layout found according to the ids in a split file."""
+    by_id: dict[str, SampleRecord] = {}
+    for records in layout_splits.values():
+        for record in records:
+            other = by_id.setdefault(record.id, record)
+            if other != record:
+                raise ValueError(
+                    f"id '{record.id}' names two samples ({other.image}, {record.image}); "
+                    f"ids must be unique across splits to use split_file {split_file}"
+                )
+    ids = read_split_file(split_file)
+    unknown = sorted({i for names in ids.values() for i in names} - set(by_id))
+    if unknown:
+        raise ValueError(f"split file {split_file} names ids not found in the dataset: {unknown[:10]}")
+    return {name: [by_id[i] for i in names] for name, names in ids.items()}

@@ -1,0 +1,406 @@
+"""On-disk superpixel cache keyed by every setting that changes a map.
+
+A cache lives in ``<cache_dir>/<method>_<k or scale>_<key>/`` where ``key`` hashes the canonical JSON
+of the full spec (method, backend, all parameters with the engine defaults filled in, target shape,
+channels, colour space, resize interpolation, body mask, format version). One ``<id>.spx`` file per
+image holds a 40-byte header (magic, version, dtype, key, H, W, payload length, CRC32 of the payload)
+followed by the zlib-compressed labels (uint16, or uint32 when a label exceeds 65535).
+``manifest.json`` holds the spec and the ids written; it is rewritten atomically under a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+from skimage.transform import resize
+
+from datasets.superpixels.config import as_shape
+from datasets.superpixels.engine import resolve_params
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MAGIC = b"SPXM"
+SUFFIX = ".spx"
+_HEADER = struct.Struct("<4sBB2x16sIIII")
+_DTYPES = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
+_ZLIB_LEVEL = 6
+
+
+# Names the resize below; part of the key so a change of interpolation gives a new cache.
+RESIZE_INTERPOLATION = "skimage.resize:order=1:anti_aliasing:reflect"
+
+
+class CorruptMapError(ValueError):
+    """A cached map file is truncated, damaged or written under another key."""
+
+
+@dataclass
+class VerifyReport:
+    """Result of checking a cache folder against its manifest.
+
+    Attributes:
+        ok: Ids listed in the manifest whose file is valid.
+        corrupt: Ids whose file exists but is invalid (truncated, bad CRC, other key).
+        missing: Ids listed in the manifest without a file.
+        unlisted: Valid map files not listed in the manifest.
+    """
+
+    ok: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """True when nothing is corrupt or missing."""
+        return not self.corrupt and not self.missing
+
+    def summary(self) -> str:
+        """One line with the four counts."""
+        return (
+            f"ok {len(self.ok)}, corrupt {len(self.corrupt)}, missing {len(self.missing)}, "
+            f"unlisted {len(self.unlisted)}"
+        )
+
+
+def resize_for_superpixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an image to the shape its superpixels are computed at (linear, anti-aliased).
+
+    The generator and the on-the-fly loader both call this, so cached and computed maps agree.
+
+    Args:
+        image: Float image in ``[0, 1]``.
+        shape: Target ``(H, W)``.
+
+    Returns:
+        float32 image ``(H', W', C)``; the input itself (as float32) when it already has ``shape``.
+
+    Shape:
+        image: ``(H, W, C)``.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (H, W, C), got {image.shape}")
+    if image.shape[:2] == tuple(shape):
+        return image
+    out = resize(
+        image, (*shape, image.shape[2]), order=1, mode="reflect", anti_aliasing=True, preserve_range=True
+    )
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def build_spec(
+    method: str,
+    backend: str,
+    params: dict[str, Any],
+    size: int | tuple[int, int],
+    channels: int,
+    body_mask: bool = False,
+) -> dict[str, Any]:
+    """Everything that changes a superpixel map, as a JSON-able dict (the input of the key).
+
+    Args:
+        method: ``slic`` or ``felzenszwalb``.
+        backend: Engine backend.
+        params: Algorithm parameters; the engine's defaults are filled in for the omitted ones.
+        size: Target ``(H, W)`` or square side.
+        channels: 1 (grey) or 3 (RGB).
+        body_mask: Whether the map is restricted to a body mask.
+
+    Returns:
+        The spec dict.
+
+    Raises:
+        ValueError: If ``channels`` is not 1 or 3, or a parameter is unknown to the engine.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    resolved = resolve_params(method, backend, params)
+    if resolved.get("colour_space") == "auto":
+        # The engine decides by channel count; spell it out so "auto" and its meaning share a key.
+        resolved["colour_space"] = "lab" if channels == 3 else "intensity"
+    return {
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "backend": backend,
+        "params": resolved,
+        "shape": list(as_shape(size)),
+        "channels": channels,
+        "colour_space": "rgb" if channels == 3 else "grey",
+        "input": "float32 [0,1]",
+        "interpolation": RESIZE_INTERPOLATION,
+        "body_mask": bool(body_mask),
+    }
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+    """Hash a spec (a JSON-able dict) into a 16-hex-digit key; key order does not matter."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def encode_map(labels: np.ndarray, key: str) -> bytes:
+    """Serialise a label map into the ``.spx`` byte format.
+
+    Args:
+        labels: Non-negative integer map.
+        key: 16-character cache key stored in the header.
+
+    Returns:
+        Header followed by the compressed payload.
+
+    Shape:
+        labels: ``(H, W)``.
+
+    Raises:
+        ValueError: If labels are not a 2D non-negative integer array below 2**32.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 2D integer array, got shape {labels.shape} dtype {labels.dtype}")
+    lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    if lo < 0 or hi >= 2**32:
+        raise ValueError(f"labels must lie in [0, 2**32), got [{lo}, {hi}]")
+    width = 2 if hi < 2**16 else 4
+    payload = zlib.compress(labels.astype(_DTYPES[width]).tobytes(), _ZLIB_LEVEL)
+    header = _HEADER.pack(
+        MAGIC, FORMAT_VERSION, width, key.encode("ascii"), *labels.shape, len(payload), zlib.crc32(payload)
+    )
+    return header + payload
+
+
+def decode_map(blob: bytes, key: str) -> np.ndarray:
+    """Parse and validate ``.spx`` bytes written by :func:`encode_map`.
+
+    Args:
+        blob: File content.
+        key: The key the file must have been written under.
+
+    Returns:
+        int32 label map ``(H, W)``.
+
+    Raises:
+        CorruptMapError: If the blob is truncated, its CRC or size is wrong, or its key differs.
+    """
+    if len(blob) < _HEADER.size:
+        raise CorruptMapError(f"truncated header ({len(blob)} bytes < {_HEADER.size})")
+    magic, version, width, stored_key, height, wide, length, crc = _HEADER.unpack_from(blob)
+    if magic != MAGIC or version != FORMAT_VERSION or width not in _DTYPES:
+        raise CorruptMapError(f"bad header (magic {magic!r}, version {version}, dtype width {width})")
+    if stored_key.decode("ascii", errors="replace") != key:
+        raise CorruptMapError(f"written under key {stored_key!r}, expected {key!r}")
+    payload = blob[_HEADER.size :]
+    if len(payload) != length:
+        raise CorruptMapError(f"payload has {len(payload)} bytes, header says {length}")
+    if zlib.crc32(payload) != crc:
+        raise CorruptMapError("payload CRC32 mismatch")
+    try:
+        raw = zlib.decompress(payload)
+    except zlib.error as err:
+        raise CorruptMapError(f"payload does not decompress: {err}") from err
+    if len(raw) != height * wide * width:
+        raise CorruptMapError(f"payload holds {len(raw)} bytes, expected {height}x{wide}x{width}")
+    return np.frombuffer(raw, dtype=_DTYPES[width]).reshape(height, wide).astype(np.int32)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file next to ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class SuperpixelCache:
+    """Superpixel maps of one exact spec, stored one file per image id.
+
+    Args:
+        cache_dir: Root folder of all caches (a spec gets its own sub-folder).
+        method: ``slic`` or ``felzenszwalb``.
+        backend: Engine backend that computes the maps.
+        params: Algorithm parameters; engine defaults are filled in before hashing.
+        size: Target ``(H, W)`` (or square side) the image is resized to before computing.
+        channels: Channels of the image given to the engine (1 grey, 3 RGB).
+        body_mask: Whether maps are restricted to a body mask.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        method: str,
+        backend: str,
+        params: dict[str, Any],
+        size: int | tuple[int, int],
+        channels: int,
+        body_mask: bool = False,
+    ) -> None:
+        self.spec = build_spec(method, backend, params, size, channels, body_mask)
+        self.key = cache_key(self.spec)
+        self.shape = tuple(self.spec["shape"])
+        self.root = Path(cache_dir)
+        self.folder = self.root / f"{method}_{_headline(self.spec)}_{self.key}"
+        self.manifest_path = self.folder / "manifest.json"
+
+    def __repr__(self) -> str:
+        return f"SuperpixelCache({self.folder})"
+
+    def path_for(self, image_id: str) -> Path:
+        """File of ``image_id`` (ids are percent-encoded so any id is a safe file name)."""
+        if not image_id:
+            raise ValueError("image_id must be a non-empty string")
+        return self.folder / (quote(image_id, safe="") + SUFFIX)
+
+    def get(self, image_id: str) -> np.ndarray | None:
+        """Return the int32 map of ``image_id``, or None if absent or invalid.
+
+        An invalid file (truncated, bad CRC, other key) is logged as a warning naming the file and
+        moved to ``quarantine/`` so a later generation run rewrites it; it is never returned.
+        """
+        path = self.path_for(image_id)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            labels = decode_map(blob, self.key)
+            if labels.shape != self.shape:
+                raise CorruptMapError(f"shape {labels.shape} differs from the cache's {self.shape}")
+        except CorruptMapError as err:
+            self._quarantine(path, str(err))
+            return None
+        return labels
+
+    def segment_count(self, labels: np.ndarray) -> int:
+        """Real superpixels in a map (label 0 outside a body mask is not one)."""
+        values = np.unique(labels)
+        return int(values.size - (self.spec["body_mask"] and values.size > 0 and values[0] == 0))
+
+    def put(self, image_id: str, labels: np.ndarray, record: bool = True, count: int | None = None) -> int:
+        """Store a map atomically (temp file + ``os.replace``).
+
+        Args:
+            image_id: Sample id.
+            labels: Map of the cache's shape.
+            record: Also add the id to the manifest now (workers pass False and let the parent
+                call :meth:`record` in batches).
+            count: Real segment count for the manifest; None counts the map's labels.
+
+        Returns:
+            Bytes written.
+
+        Raises:
+            ValueError: If the map's shape differs from the cache's or its values are invalid.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self.shape:
+            raise ValueError(
+                f"map of '{image_id}' has shape {labels.shape}, cache {self.folder} wants {self.shape}"
+            )
+        blob = encode_map(labels, self.key)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.path_for(image_id), blob)
+        if record:
+            count = self.segment_count(labels) if count is None else count
+            self.record([(image_id, int(count), len(blob))])
+        return len(blob)
+
+    def record(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """Add ``(image_id, segment count, bytes)`` entries to the manifest (locked, atomic)."""
+        entries = list(entries)
+        if not entries:
+            return
+        with self._locked():
+            manifest = self.read_manifest()
+            for image_id, count, nbytes in entries:
+                manifest["images"][image_id] = {"count": int(count), "bytes": int(nbytes)}
+            _atomic_write(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+    def read_manifest(self) -> dict[str, Any]:
+        """Return the manifest, or an empty one for this spec if none was written yet.
+
+        Raises:
+            ValueError: If the manifest is not valid JSON or belongs to another key.
+        """
+        if not self.manifest_path.is_file():
+            return {"format_version": FORMAT_VERSION, "key": self.key, "spec": self.spec, "images": {}}
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"cache manifest {self.manifest_path} is not valid JSON: {err}") from err
+        if manifest.get("key") != self.key:
+            raise ValueError(
+                f"cache manifest {self.manifest_path} has key {manifest.get('key')!r}, expected {self.key!r}"
+            )
+        return manifest
+
+    def stored_ids(self) -> list[str]:
+        """Ids that have a map file (valid or not), sorted."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(unquote(p.name[: -len(SUFFIX)]) for p in self.folder.glob(f"*{SUFFIX}"))
+
+    def verify(self) -> VerifyReport:
+        """Check every file against the manifest without modifying anything."""
+        report = VerifyReport()
+        listed = set(self.read_manifest()["images"])
+        for image_id in sorted(listed | set(self.stored_ids())):
+            path = self.path_for(image_id)
+            if not path.is_file():
+                report.missing.append(image_id)
+                continue
+            try:
+                if decode_map(path.read_bytes(), self.key).shape != self.shape:
+                    raise CorruptMapError("shape differs from the cache's")
+            except CorruptMapError as err:
+                logger.warning("corrupt superpixel map %s: %s", path, err)
+                report.corrupt.append(image_id)
+                continue
+            (report.ok if image_id in listed else report.unlisted).append(image_id)
+        return report
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        target_dir = self.folder / "quarantine"
+        target_dir.mkdir(exist_ok=True)
+        logger.warning(
+            "corrupt superpixel map %s (%s); moved to %s/ and treated as missing", path, reason, target_dir
+        )
+        # Another worker may have quarantined the same file a moment ago.
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, target_dir / path.name)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # The manifest is read-modify-written by several processes (generator, DataLoader workers).
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".manifest.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _headline(spec: dict[str, Any]) -> str:
+    """The human-readable part of the folder name: SLIC's k or Felzenszwalb's scale."""
+    name = {"slic": "n_segments", "felzenszwalb": "scale"}[spec["method"]]
+    value = spec["params"].get(name)
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)

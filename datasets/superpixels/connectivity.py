@@ -1,0 +1,353 @@
+"""Connectivity enforcement and connected components for label maps (numba).
+
+The idea follows skimage's SLIC post-processing (itself from Achanta et al.): every 4-connected piece
+of a label becomes its own segment; pieces larger than ``max_size`` are cut (breadth-first from their
+first pixel in raster order, ``max_size`` pixels per cut, like skimage); pieces smaller than
+``min_size`` join an adjacent segment. The join target is the segment above the piece's first
+pixel, else the one to its left, right or below (skimage takes the last labelled neighbour met by its
+search; both are adjacent). Pixels outside an optional mask take no part. Segments are numbered
+consecutively from 0 in raster order of their first pixel, and every label is one 4-connected region.
+
+Pieces are found on horizontal runs with a union-find (rows of SLIC labels are runs of ~step pixels),
+which is ~5x faster than a per-pixel breadth-first search.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _find(parent, i):
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@numba.njit(cache=True, inline="always")
+def _union(parent, a, b):
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    # The smaller index (earlier in raster order) stays root, so roots are the pieces' first runs.
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+@numba.njit(cache=True)
+def _runs(labels, inside, run_y, run_x0, run_x1, row_start):
+    # Maximal horizontal runs of equal label inside the mask; row_start[y] indexes the first run of y.
+    h, w = labels.shape
+    n = 0
+    for y in range(h):
+        row_start[y] = n
+        x = 0
+        while x < w:
+            if not inside[y, x]:
+                x += 1
+                continue
+            lab = labels[y, x]
+            x0 = x
+            x += 1
+            while x < w and inside[y, x] and labels[y, x] == lab:
+                x += 1
+            run_y[n] = y
+            run_x0[n] = x0
+            run_x1[n] = x
+            n += 1
+    row_start[h] = n
+    return n
+
+
+@numba.njit(cache=True)
+def _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight):
+    # Union runs of equal label that touch a run of the previous row (4- or 8-connectivity).
+    reach = 1 if eight else 0
+    for y in range(1, h):
+        a = row_start[y - 1]
+        a_end = row_start[y]
+        for r in range(row_start[y], row_start[y + 1]):
+            lo = run_x0[r] - reach
+            hi = run_x1[r] + reach
+            while a < a_end and run_x1[a] <= lo:
+                a += 1
+            b = a
+            lab = labels[y, run_x0[r]]
+            while b < a_end and run_x0[b] < hi:
+                if labels[y - 1, run_x0[b]] == lab:
+                    _union(parent, r, b)
+                b += 1
+
+
+@numba.njit(cache=True)
+def _paint(out, run_y, run_x0, run_x1, ids, n_runs):
+    for r in range(n_runs):
+        v = ids[r]
+        y = run_y[r]
+        for x in range(run_x0[r], run_x1[r]):
+            out[y, x] = v
+
+
+@numba.njit(cache=True)
+def _cut_piece(out, labels_out, piece, first_y, first_x, max_size, next_id, qy, qx, h, w):
+    # Breadth-first cuts of one oversized piece (pixels with out == piece) into <= max_size parts.
+    for y0 in range(first_y, h):
+        for x0 in range(w):
+            if out[y0, x0] != piece or labels_out[y0, x0] >= 0:
+                continue
+            labels_out[y0, x0] = next_id
+            qy[0] = y0
+            qx[0] = x0
+            size = 1
+            head = 0
+            while head < size and size < max_size:
+                py = qy[head]
+                px = qx[head]
+                head += 1
+                for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                    ny = py + dy
+                    nx = px + dx
+                    inside = 0 <= ny < h and 0 <= nx < w
+                    if inside and out[ny, nx] == piece and labels_out[ny, nx] < 0 and size < max_size:
+                        labels_out[ny, nx] = next_id
+                        qy[size] = ny
+                        qx[size] = nx
+                        size += 1
+            next_id += 1
+    return next_id
+
+
+@numba.njit(cache=True)
+def _any_neighbour(seg, p, y_from, h, w):
+    # Slow path for the rare small piece whose first pixel has no usable neighbour.
+    for y in range(y_from, h):
+        for x in range(w):
+            if seg[y, x] != p:
+                continue
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                ny = y + dy
+                nx = x + dx
+                if 0 <= ny < h and 0 <= nx < w and seg[ny, nx] >= 0 and seg[ny, nx] != p:
+                    return seg[ny, nx]
+    return -1
+
+
+@numba.njit(cache=True)
+def _enforce_one(labels, inside, min_size, max_size, out):
+    h, w = labels.shape
+    cap = h * w
+    run_y = np.empty(cap, dtype=np.int32)
+    run_x0 = np.empty(cap, dtype=np.int32)
+    run_x1 = np.empty(cap, dtype=np.int32)
+    row_start = np.empty(h + 1, dtype=np.int64)
+    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
+    parent = np.arange(n_runs)
+    _link_rows(labels, run_x0, run_x1, row_start, parent, h, False)
+    # Pieces: one id per root run, in raster order of their first pixel; sizes from run lengths.
+    piece = np.empty(n_runs, dtype=np.int64)
+    n_pieces = 0
+    for r in range(n_runs):
+        root = _find(parent, r)
+        if root == r:
+            piece[r] = n_pieces
+            n_pieces += 1
+        else:
+            piece[r] = piece[root]
+    size = np.zeros(n_pieces, dtype=np.int64)
+    first = np.empty(n_pieces, dtype=np.int64)
+    for r in range(n_runs - 1, -1, -1):
+        size[piece[r]] += run_x1[r] - run_x0[r]
+        first[piece[r]] = r
+    out[:, :] = -1
+    _paint(out, run_y, run_x0, run_x1, piece, n_runs)
+    # Oversized pieces are cut into parts that get fresh piece ids (rare for SLIC output).
+    seg = out
+    was_cut = size.size > 0 and size.max() > max_size
+    if was_cut:
+        seg = np.full((h, w), -1, dtype=np.int32)
+        qy = np.empty(cap, dtype=np.int64)
+        qx = np.empty(cap, dtype=np.int64)
+        next_id = n_pieces
+        for p in range(n_pieces):
+            if size[p] > max_size:
+                r = first[p]
+                next_id = _cut_piece(out, seg, p, run_y[r], run_x0[r], max_size, next_id, qy, qx, h, w)
+        for y in range(h):
+            for x in range(w):
+                if seg[y, x] < 0:
+                    seg[y, x] = out[y, x]
+        # Recount sizes and first pixels for the new ids in raster order.
+        n_pieces = next_id
+        size = np.zeros(n_pieces, dtype=np.int64)
+        first_y = np.full(n_pieces, -1, dtype=np.int64)
+        first_x = np.zeros(n_pieces, dtype=np.int64)
+        for y in range(h):
+            for x in range(w):
+                s = seg[y, x]
+                if s >= 0:
+                    size[s] += 1
+                    if first_y[s] < 0:
+                        first_y[s] = y
+                        first_x[s] = x
+    else:
+        first_y = np.empty(n_pieces, dtype=np.int64)
+        first_x = np.empty(n_pieces, dtype=np.int64)
+        for p in range(n_pieces):
+            first_y[p] = run_y[first[p]]
+            first_x[p] = run_x0[first[p]]
+    # Small pieces join a neighbour of their first pixel: above, left, right of the run, below.
+    join = np.arange(n_pieces)
+    for p in range(n_pieces):
+        if size[p] == 0 or size[p] >= min_size:  # size 0: the id of a piece that was cut up
+            continue
+        y = first_y[p]
+        x = first_x[p]
+        target = -1
+        if y > 0 and seg[y - 1, x] >= 0:
+            target = seg[y - 1, x]
+        elif x > 0 and seg[y, x - 1] >= 0:
+            target = seg[y, x - 1]
+        else:
+            xe = x
+            while xe < w and seg[y, xe] == p:
+                xe += 1
+            if xe < w and seg[y, xe] >= 0:
+                target = seg[y, xe]
+            elif y + 1 < h and seg[y + 1, x] >= 0 and seg[y + 1, x] != p:
+                target = seg[y + 1, x]
+            else:
+                target = _any_neighbour(seg, p, y, h, w)
+        if target >= 0:
+            _union(join, p, target)
+    # Consecutive ids in raster order of each merged segment's first pixel.
+    if not was_cut:
+        # Piece ids follow raster order and a merged set's root is its smallest id, so numbering
+        # roots in id order is raster order; then repaint the runs instead of every pixel.
+        final = np.empty(n_pieces, dtype=np.int32)
+        count = 0
+        for p in range(n_pieces):
+            root = _find(join, p)
+            if root == p:
+                final[p] = count
+                count += 1
+            else:
+                final[p] = final[root]
+        _paint(out, run_y, run_x0, run_x1, final[piece], n_runs)
+        return count
+    new_id = np.full(n_pieces, -1, dtype=np.int32)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            s = seg[y, x]
+            if s >= 0:
+                root = _find(join, s)
+                if new_id[root] < 0:
+                    new_id[root] = count
+                    count += 1
+                out[y, x] = new_id[root]
+    return count
+
+
+@numba.njit(cache=True, parallel=True)
+def _enforce_batch(labels, inside, min_size, max_size, out, counts):
+    for i in numba.prange(labels.shape[0]):
+        counts[i] = _enforce_one(labels[i], inside[i], min_size, max_size, out[i])
+
+
+def enforce_connectivity(
+    labels: np.ndarray, min_size: int, max_size: int | None = None, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make every segment one 4-connected region, merge small pieces, relabel consecutively.
+
+    Args:
+        labels: integer label maps.
+        min_size: pieces with fewer pixels join an adjacent segment (0 keeps all). A piece with no
+            neighbour inside the mask stays on its own, so nothing is dropped.
+        max_size: pieces are cut at this many pixels (None: never cut).
+        mask: optional bool maps; pixels outside are ignored and labelled -1.
+
+    Returns:
+        ``(out, counts)``: int32 maps with labels ``0..counts[b]-1`` inside the mask (-1 outside)
+        and int64 segment counts.
+
+    Shape:
+        labels ``[H, W]`` or ``[B, H, W]``; mask the same; out the same; counts ``[B]`` (``[1]`` for 2-D).
+
+    Raises:
+        ValueError: for a mask of another shape, wrong dimensions or negative sizes.
+    """
+    single = labels.ndim == 2
+    lab = np.ascontiguousarray(labels[None] if single else labels, dtype=np.int32)
+    if lab.ndim != 3:
+        raise ValueError(f"enforce_connectivity: labels must be [H, W] or [B, H, W], got {labels.shape}")
+    if min_size < 0 or (max_size is not None and max_size < 1):
+        raise ValueError(f"enforce_connectivity: bad sizes min_size={min_size}, max_size={max_size}")
+    if mask is None:
+        inside = np.ones(lab.shape, dtype=np.bool_)
+    else:
+        inside = np.ascontiguousarray(mask[None] if single else mask, dtype=np.bool_)
+        if inside.shape != lab.shape:
+            raise ValueError(f"enforce_connectivity: mask shape {mask.shape} != labels shape {labels.shape}")
+    big = lab.shape[1] * lab.shape[2] + 1 if max_size is None else int(max_size)
+    out = np.empty_like(lab)
+    counts = np.zeros(lab.shape[0], dtype=np.int64)
+    _enforce_batch(lab, inside, int(min_size), big, out, counts)
+    return (out[0] if single else out), counts
+
+
+@numba.njit(cache=True)
+def _components(labels, eight, out):
+    h, w = labels.shape
+    cap = h * w
+    run_y = np.empty(cap, dtype=np.int32)
+    run_x0 = np.empty(cap, dtype=np.int32)
+    run_x1 = np.empty(cap, dtype=np.int32)
+    row_start = np.empty(h + 1, dtype=np.int64)
+    inside = np.ones((h, w), dtype=np.bool_)
+    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
+    parent = np.arange(n_runs)
+    _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight)
+    ids = np.empty(n_runs, dtype=np.int64)
+    n = 0
+    for r in range(n_runs):
+        root = _find(parent, r)
+        if root == r:
+            ids[r] = n
+            n += 1
+        else:
+            ids[r] = ids[root]
+    _paint(out, run_y, run_x0, run_x1, ids, n_runs)
+    return n
+
+
+def connected_components(labels: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Label the connected pieces of every label (neighbours join when their labels are equal).
+
+    Args:
+        labels: integer label map.
+        connectivity: 4 or 8.
+
+    Returns:
+        ``(components, n)``: int32 map with piece ids ``0..n-1`` (raster order) and the number of pieces.
+
+    Shape:
+        ``[H, W]`` -> ``[H, W]``.
+
+    Raises:
+        ValueError: for connectivity other than 4 or 8 or a map that is not 2-D.
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"connected_components: connectivity must be 4 or 8, got {connectivity}")
+    if labels.ndim != 2:
+        raise ValueError(f"connected_components: labels must be [H, W], got shape {labels.shape}")
+    lab = np.ascontiguousarray(labels, dtype=np.int64)
+    out = np.empty(lab.shape, dtype=np.int32)
+    n = _components(lab, connectivity == 8, out)
+    return out, int(n)

@@ -1,0 +1,100 @@
+"""Config files that stack: ``base:`` names the files a config builds on (later files win).
+
+jsonargparse merges several ``--config`` files deeply, but a file that includes another through its
+own ``config:`` key has its groups replaced wholesale. So the framework resolves ``base:`` itself and
+hands LightningCLI a flat list of configs in order: bases first, then the file itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BASE_KEY = "base"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping.
+
+    Raises:
+        FileNotFoundError: Missing file.
+        ValueError: The file is not a mapping at top level.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def expand_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """List ``(file, content without base:)`` for a config and, first, all its bases (depth first).
+
+    Args:
+        path: A YAML config; its ``base:`` is a path or list of paths relative to the file.
+
+    Returns:
+        Files in the order they apply.
+
+    Raises:
+        ValueError: On a cycle of bases.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"config base cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
+    data = read_yaml(path)
+    bases = data.pop(BASE_KEY, None) or []
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    out: list[tuple[Path, dict[str, Any]]] = []
+    for base in bases:
+        out.extend(expand_config(path.parent / base, (*_seen, path)))
+    out.append((path, data))
+    return out
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def load_config_stack(paths: list[str | Path]) -> dict[str, Any]:
+    """Deep-merge configs (with their bases) into one dict, later files winning.
+
+    Used by tools that read configs without LightningCLI (``sp_generation.py``, policy search).
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        for _, data in expand_config(path):
+            _merge(merged, data)
+    return merged
+
+
+def expand_config_args(argv: list[str]) -> list[str]:
+    """Replace each ``--config FILE`` by its bases and itself, as inline YAML for LightningCLI."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        value = None
+        if arg == "--config" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        if not Path(value).is_file():
+            out += ["--config", value]  # let LightningCLI report it
+            continue
+        for _, data in expand_config(value):
+            out += ["--config", yaml.safe_dump(data, sort_keys=False)]
+    return out

@@ -1,0 +1,33 @@
+"""Train then test (or test only) any task of the framework from YAML configs.
+
+Usage:
+    python run.py --cfg configs/demo.yaml [--cfg more.yaml] [--trainer.max_epochs 5] [--data.batch_size 4]
+    python run.py --cfg configs/demo.yaml --evaluate --ckpt runs/demo/version_0/checkpoints/last.ckpt
+    python run.py --cfg configs/demo.yaml --resume last        # continue the newest interrupted run
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from models.cli import FrameworkCLI, translate_argv
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse configs, fit, then test the best checkpoint (or only test with ``--evaluate``).
+
+    Args:
+        argv: Command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        ``{"run_dir", "best_ckpt", "test"}`` where ``test`` is the test summary (means over images).
+    """
+    cli = FrameworkCLI(args=translate_argv(sys.argv[1:] if argv is None else argv))
+    return cli.execute()
+
+
+if __name__ == "__main__":
+    result = main()
+    print(json.dumps({"run_dir": result["run_dir"], "test": result["test"]}, indent=2, default=str))

@@ -1,0 +1,119 @@
+"""run.py as a user runs it: fit + test outputs, strict config keys, evaluate-only, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.cli import FrameworkCLI, resolve_resume, translate_argv
+from run import main
+
+
+def test_translate_argv_maps_short_flags():
+    assert translate_argv(["--cfg", "a.yaml", "--cfg=b.yaml", "--seed", "3", "--x.y", "1"]) == [
+        "--config",
+        "a.yaml",
+        "--config",
+        "b.yaml",
+        "--seed_everything",
+        "3",
+        "--x.y",
+        "1",
+    ]
+
+
+def test_config_bases_expand_first_and_merge_deeply(tmp_path):
+    from models.config_stack import expand_config_args, load_config_stack
+
+    (tmp_path / "base.yaml").write_text("trainer: {max_epochs: 3, min_epochs: 2}\nname: base\n")
+    (tmp_path / "kid.yaml").write_text("base: base.yaml\ntrainer: {max_epochs: 7}\n")
+    merged = load_config_stack([tmp_path / "kid.yaml"])
+    assert merged == {"trainer": {"max_epochs": 7, "min_epochs": 2}, "name": "base"}
+    args = expand_config_args(["--config", str(tmp_path / "kid.yaml")])
+    assert args[0::2] == ["--config", "--config"] and "base:" not in args[3]
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_config_stack([tmp_path / "loop.yaml"])
+
+
+def test_fit_then_test_writes_metrics_config_and_overlays(tiny, tmp_path):
+    result = main(tiny(epochs=2))
+    run_dir = Path(result["run_dir"])
+    assert run_dir.parent == tmp_path / "runs" / "demo"
+    summary = json.loads((run_dir / "test_summary.json").read_text())
+    assert summary["num_images"] == 3  # every test image of the sample, once
+    assert 0.0 <= summary["mean"]["dice"] <= 1.0
+    rows = (run_dir / "test_per_image.csv").read_text().splitlines()
+    assert rows[0].startswith("id,height,width,") and len(rows) == 4
+    assert "dice" in rows[0] and "hd95" in rows[0]
+    assert (run_dir / "config.yaml").is_file()  # the fully resolved config
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run_dir / "overlays").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    assert result["test"]["dice"] == pytest.approx(summary["mean"]["dice"])
+
+
+def test_same_seed_gives_same_numbers_on_cpu(tiny):
+    first = main(tiny("--trainer.deterministic", "true", "--seed", "7"))
+    second = main(tiny("--trainer.deterministic", "true", "--seed", "7"))
+    assert first["test"] == second["test"]
+
+
+def test_unknown_key_fails_naming_it_and_the_closest_key(tiny, capsys):
+    with pytest.raises(SystemExit):
+        FrameworkCLI(args=translate_argv(tiny("--trainer.max_epoch", "1")))
+    err = capsys.readouterr().err
+    assert "max_epoch" in err and "did you mean 'trainer.max_epochs'" in err
+
+
+def test_unknown_model_option_fails(tiny, capsys):
+    with pytest.raises(SystemExit):
+        FrameworkCLI(args=translate_argv(tiny("--model.lrr", "0.1")))
+    err = capsys.readouterr().err
+    assert "lrr" in err and "'lr'" in err
+
+
+def test_wrong_type_fails_naming_the_key(tiny, capsys):
+    with pytest.raises(SystemExit):
+        FrameworkCLI(args=translate_argv(tiny("--data.batch_size", "four")))
+    assert "batch_size" in capsys.readouterr().err
+
+
+def test_missing_required_root_fails_before_work(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[2]
+    with pytest.raises(SystemExit):
+        FrameworkCLI(args=["--config", str(repo / "configs" / "folder.yaml"), "--runs_dir", str(tmp_path)])
+    assert "root" in capsys.readouterr().err
+    assert not (tmp_path / "folder").exists()
+
+
+def test_missing_dataset_root_names_the_path(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does_not_exist"):
+        main(tiny("--data.root", str(tmp_path / "does_not_exist")))
+
+
+def test_evaluate_only_tests_the_given_checkpoint(tiny):
+    trained = main(tiny())
+    ckpt = Path(trained["run_dir"]) / "checkpoints" / "last.ckpt"
+    evaluated = main(tiny("--evaluate", "true", "--ckpt", str(ckpt)))
+    assert evaluated["best_ckpt"] == str(ckpt)
+    assert evaluated["test"]["dice"] == pytest.approx(trained["test"]["dice"], abs=1e-6)
+
+
+def test_evaluate_without_checkpoint_is_an_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="--ckpt"):
+        main(tiny("--evaluate", "true"))
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        main(tiny("--evaluate", "true", "--ckpt", str(tmp_path / "nope.ckpt")))
+
+
+def test_resolve_resume_errors_and_paths(tmp_path):
+    assert resolve_resume(None, tmp_path) == (None, None)
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        resolve_resume("last", tmp_path / "exp")
+    ckpt = tmp_path / "exp" / "version_3" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    assert resolve_resume("last", tmp_path / "exp") == (str(ckpt), "version_3")
+    assert resolve_resume(str(ckpt.parent.parent), tmp_path / "exp") == (str(ckpt), "version_3")
