@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,31 @@ log = logging.getLogger(__name__)
 
 # Prefixes under which our LightningModules (and common tools) store a network's weights.
 KNOWN_PREFIXES = ("", "net.", "model.", "module.", "net.module.", "target_net.", "online_net.")
+# Encoder-only state dicts (ImageNet backbones, solo-learn BYOL backbones) hold the encoder's keys
+# without the "encoder." part: "conv1.weight" for the network's "encoder.conv1.weight".
+BACKBONE_PREFIXES = ("", "backbone.", "momentum_backbone.", "module.")
+# Two-branch (BYOL) checkpoints: our BYOL module, then solo-learn. The momentum (target) branch is
+# what SSL-MedSeg transfers.
+BRANCH_PREFIXES = {
+    "target": ("target_net.", "momentum_backbone."),
+    "online": ("online_net.", "backbone."),
+}
+SOURCES = tuple(BRANCH_PREFIXES)
 PARTS = {"encoder": ("encoder.",), "encoder+decoder": ("encoder.", "decoder."), "all": ("",)}
+ENCODER = "encoder."
+# BatchNorm step counters are missing from old torchvision weights and carry no learned value.
+_NOT_WEIGHTS = ("num_batches_tracked",)
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict from a Lightning checkpoint or a plain ``torch.save`` file.
+
+    Args:
+        path: ``.ckpt`` (tensors under ``state_dict``), or a ``.pt/.pth`` state dict (optionally under
+            ``state_dict``).
+
+    Returns:
+        The tensors by key (non-tensor entries dropped).
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
@@ -27,7 +48,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path} (expected a local .ckpt/.pt/.pth file)")
+        raise FileNotFoundError(
+            f"pretrained weights file not found: {path} (expected a local .ckpt/.pt/.pth file)"
+        )
     obj = torch.load(path, map_location="cpu", weights_only=False)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not any(isinstance(v, Tensor) for v in state.values()):
@@ -46,8 +69,79 @@ def _adapt_in_channels(src: Tensor, dst_shape: torch.Size) -> Tensor | None:
     return None
 
 
+def is_two_branch(source: dict[str, Tensor]) -> bool:
+    """Whether a checkpoint holds both an online and a target (momentum) network, as BYOL's do."""
+    return any(
+        any(k.startswith(t) for k in source) and any(k.startswith(o) for k in source)
+        for t, o in zip(BRANCH_PREFIXES["target"], BRANCH_PREFIXES["online"], strict=True)
+    )
+
+
+def _candidates(
+    source: dict[str, Tensor], parts: str, source_prefix: str | None, branch: str
+) -> list[tuple[str, Callable[[str], str | None]]]:
+    """Ways to name a network key inside the checkpoint: ``(description, target key -> source key)``."""
+    if source_prefix is not None:
+        whole, backbone = (source_prefix,), (source_prefix,)
+    else:
+        whole, backbone = KNOWN_PREFIXES, BACKBONE_PREFIXES
+        if is_two_branch(source):
+            other = BRANCH_PREFIXES["online" if branch == "target" else "target"]
+            whole = tuple(p for p in whole if p not in other)
+            backbone = tuple(p for p in backbone if p not in other)
+    out: list[tuple[str, Callable[[str], str | None]]] = []
+    for prefix in whole:
+        out.append((f"'{prefix}<key>'", lambda key, p=prefix: p + key))
+    if "encoder." in PARTS[parts] or parts == "all":
+        for prefix in backbone:
+            out.append(
+                (
+                    f"encoder-only '{prefix}<key without encoder.>'",
+                    lambda key, p=prefix: p + key[len(ENCODER) :] if key.startswith(ENCODER) else None,
+                )
+            )
+    return out
+
+
+def _best_match(
+    source: dict[str, Tensor],
+    target: dict[str, Tensor],
+    parts: str,
+    source_prefix: str | None,
+    branch: str,
+) -> tuple[str, dict[str, Tensor], list[str], list[str], set[str]]:
+    if parts not in PARTS:
+        raise ValueError(f"pretrained_parts must be one of {sorted(PARTS)}, got {parts!r}")
+    if branch not in SOURCES:
+        raise ValueError(f"pretrained source must be one of {SOURCES}, got {branch!r}")
+    wanted = [k for k in target if k.startswith(PARTS[parts])]
+    best: tuple[str, dict[str, Tensor], list[str], list[str], set[str]] = ("none", {}, wanted, [], set())
+    for label, to_source in _candidates(source, parts, source_prefix, branch):
+        loaded, missing, mismatched, used = {}, [], [], set()
+        for key in wanted:
+            name = to_source(key)
+            src = source.get(name) if name is not None else None
+            if src is None:
+                missing.append(key)
+                continue
+            used.add(name)
+            if src.shape == target[key].shape:
+                loaded[key] = src
+            elif (adapted := _adapt_in_channels(src, target[key].shape)) is not None:
+                loaded[key] = adapted
+            else:
+                mismatched.append(f"{key}: checkpoint {tuple(src.shape)} vs model {tuple(target[key].shape)}")
+        if len(loaded) + len(mismatched) > len(best[1]) + len(best[3]):
+            best = (label, loaded, missing, mismatched, used)
+    return best
+
+
 def match_state_dict(
-    source: dict[str, Tensor], target: dict[str, Tensor], parts: str = "encoder", source_prefix: str | None = None
+    source: dict[str, Tensor],
+    target: dict[str, Tensor],
+    parts: str = "encoder",
+    source_prefix: str | None = None,
+    source_branch: str = "target",
 ) -> tuple[dict[str, Tensor], list[str], list[str]]:
     """Map source tensors onto a network's keys.
 
@@ -56,68 +150,88 @@ def match_state_dict(
         target: The receiving network's ``state_dict()``.
         parts: ``encoder``, ``encoder+decoder`` or ``all``: which target keys to fill.
         source_prefix: Prefix of the network inside the checkpoint; ``None`` tries the known ones
-            and keeps the prefix that matches most keys.
+            (``KNOWN_PREFIXES``, and encoder-only files under ``BACKBONE_PREFIXES``) and keeps the one
+            that matches most keys.
+        source_branch: ``target`` (momentum) or ``online``: the branch taken from a two-branch (BYOL)
+            checkpoint; ignored for other checkpoints.
 
     Returns:
         ``(loaded, missing, mismatched)``: tensors to load by target key, target keys of the selected
         parts not found in the source, and keys found with incompatible shapes.
+
+    Raises:
+        ValueError: For an unknown ``parts`` or ``source_branch``.
     """
-    if parts not in PARTS:
-        raise ValueError(f"pretrained_parts must be one of {sorted(PARTS)}, got {parts!r}")
-    wanted = [k for k in target if k.startswith(PARTS[parts])]
-    prefixes = KNOWN_PREFIXES if source_prefix is None else (source_prefix,)
-    best: tuple[dict[str, Tensor], list[str], list[str]] = ({}, wanted, [])
-    for prefix in prefixes:
-        loaded, missing, mismatched = {}, [], []
-        for key in wanted:
-            src = source.get(prefix + key)
-            if src is None:
-                missing.append(key)
-            elif src.shape == target[key].shape:
-                loaded[key] = src
-            elif (adapted := _adapt_in_channels(src, target[key].shape)) is not None:
-                loaded[key] = adapted
-            else:
-                mismatched.append(f"{key}: checkpoint {tuple(src.shape)} vs model {tuple(target[key].shape)}")
-        if len(loaded) + len(mismatched) > len(best[0]) + len(best[2]):
-            best = (loaded, missing, mismatched)
-    return best
+    _, loaded, missing, mismatched, _ = _best_match(source, target, parts, source_prefix, source_branch)
+    return loaded, missing, mismatched
 
 
 def load_pretrained(
-    net: nn.Module, path: str | Path, parts: str = "encoder", source_prefix: str | None = None
+    net: nn.Module,
+    path: str | Path,
+    parts: str = "encoder",
+    source_prefix: str | None = None,
+    source: str = "target",
 ) -> dict[str, int]:
     """Initialise ``net`` (or its encoder) from a checkpoint, loudly.
 
+    Accepted files: a Lightning checkpoint of any task of the framework (``net.encoder.*``), a BYOL
+    checkpoint (``target_net.encoder.*`` / ``online_net.encoder.*``, or solo-learn's
+    ``momentum_backbone.*`` / ``backbone.*``), a whole-network state dict (``encoder.*``) or an
+    encoder-only state dict such as an ImageNet ResNet (``conv1.weight``; classifier keys unused).
+    A first convolution is adapted between 1 and 3 input channels.
+
     Args:
-        net: Receiving network.
-        path: Lightning checkpoint of any task, or a plain state dict.
+        net: Receiving network (its encoder is ``net.encoder``).
+        path: Checkpoint or state dict file.
         parts: ``encoder``, ``encoder+decoder`` or ``all``.
         source_prefix: Prefix of the weights inside the checkpoint (``None`` = detect).
+        source: ``target`` (default, the momentum encoder, as SSL-MedSeg transfers) or ``online``:
+            the branch used from a BYOL checkpoint.
 
     Returns:
-        Counts ``{"loaded", "missing", "unexpected"}`` (also printed).
+        Counts ``{"loaded", "missing", "unexpected"}`` (also printed); ``missing`` is always 0 on return.
 
     Raises:
         FileNotFoundError: Missing file.
-        ValueError: Nothing matched, or tensors with incompatible shapes.
+        ValueError: Nothing matched, selected tensors missing from the checkpoint (no silent partial
+            random init), or tensors with incompatible shapes.
     """
-    source = read_state_dict(path)
-    loaded, missing, mismatched = match_state_dict(source, net.state_dict(), parts, source_prefix)
+    state = read_state_dict(path)
+    target = net.state_dict()
+    label, loaded, missing, mismatched, used = _best_match(state, target, parts, source_prefix, source)
     if mismatched:
-        raise ValueError(f"{path}: {len(mismatched)} tensors have incompatible shapes: {mismatched[:5]}")
-    if not loaded:
         raise ValueError(
-            f"{path}: no tensor matches the network's {parts!r} keys (e.g. {list(net.state_dict())[:3]}); "
-            f"checkpoint keys look like {list(source)[:3]}"
+            f"{path}: {len(mismatched)} tensors have incompatible shapes (another architecture or "
+            f"encoder_name?): {mismatched[:5]}"
+        )
+    if not loaded:
+        wanted = [k for k in target if k.startswith(PARTS[parts])]
+        if not wanted:
+            raise ValueError(
+                f"{path}: the network has no {parts!r} tensors (keys {PARTS[parts]}); pretrained "
+                f"transfer needs a network with an encoder, e.g. model: encoder_unet"
+            )
+        example = wanted[0]
+        raise ValueError(
+            f"{path}: no tensor matches the network's {parts!r} keys. Expected keys like "
+            f"'net.{example}', '{example}', 'target_net.{example}' or encoder-only "
+            f"'{example.removeprefix(ENCODER)}' with these shapes; the checkpoint's keys look like "
+            f"{list(state)[:5]} (a checkpoint of another architecture?)"
+        )
+    real_missing = [k for k in missing if not k.endswith(_NOT_WEIGHTS)]
+    if real_missing:
+        raise ValueError(
+            f"{path}: {len(real_missing)} of {len(loaded) + len(real_missing)} {parts!r} tensors are not in "
+            f"the checkpoint (matched as {label}), e.g. {real_missing[:5]}; refusing a partial load"
         )
     net.load_state_dict(loaded, strict=False)
-    counts = {"loaded": len(loaded), "missing": len(missing), "unexpected": len(source) - len(loaded)}
-    print(f"[pretrained] {path}: loaded {counts['loaded']} tensors into {parts}, "
-          f"missing {counts['missing']}, unused in checkpoint {counts['unexpected']}")
-    if missing:
-        log.warning("pretrained %s: %d %s tensors not in the checkpoint, e.g. %s", path, len(missing), parts,
-                    missing[:5])
+    branch = f", {source} branch" if source_prefix is None and is_two_branch(state) else ""
+    counts = {"loaded": len(loaded), "missing": len(real_missing), "unexpected": len(state) - len(used)}
+    print(
+        f"[pretrained] {path}: loaded {counts['loaded']} tensors into {parts} (keys as {label}{branch}), "
+        f"missing {counts['missing']}, unused in checkpoint {counts['unexpected']}"
+    )
     return counts
 
 
@@ -149,7 +263,9 @@ def load_teacher(
     teacher = create_model(name, in_channels=in_channels, num_classes=num_classes, **kwargs)
     loaded, missing, mismatched = match_state_dict(read_state_dict(path), teacher.state_dict(), "all")
     if missing or mismatched:
-        raise ValueError(f"teacher {path} does not fit {name}: missing {missing[:5]}, mismatched {mismatched[:5]}")
+        raise ValueError(
+            f"teacher {path} does not fit {name}: missing {missing[:5]}, mismatched {mismatched[:5]}"
+        )
     teacher.load_state_dict(loaded)
     teacher.eval()
     for p in teacher.parameters():

@@ -13,9 +13,9 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
 from models.config_stack import expand_config_args
+from models.loggers import OfflineWandbLogger, ResumableCSVLogger
 
 ARG_ALIASES = {"--cfg": "--config", "--seed": "--seed_everything"}
 
@@ -70,7 +70,8 @@ class FrameworkParser(LightningArgumentParser):
 class FrameworkCLI(LightningCLI):
     """LightningCLI configured for the framework (``run=False``; :meth:`execute` runs fit + test)."""
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, instantiate: bool = True) -> None:
+        self._instantiate = instantiate
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -100,6 +101,18 @@ class FrameworkCLI(LightningCLI):
             help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
         )
         parser.add_argument(
+            "--aug_k",
+            type=int | None,
+            default=None,
+            help="Superpixel policy k (autoSMIM's name): sets data.superpixels.params.n_segments.",
+        )
+        parser.add_argument(
+            "--aug_n",
+            type=int | None,
+            default=None,
+            help="Superpixel policy n (autoSMIM's name): sets model.n_masked.",
+        )
+        parser.add_argument(
             "--last_every_n_steps",
             type=int | None,
             default=None,
@@ -117,10 +130,24 @@ class FrameworkCLI(LightningCLI):
         parser.link_arguments("data.init_args.in_channels", "model.init_args.in_channels")
 
     def before_instantiate_classes(self) -> None:
-        """Resolve ``--resume`` to a checkpoint and the run version it belongs to."""
+        """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
+        apply_policy(self.config, self.config.get("aug_k"), self.config.get("aug_n"))
         self.resume_ckpt, self.resume_version = resolve_resume(
             self.config.get("resume"), Path(self.config["runs_dir"]) / self.config["name"]
         )
+
+    def instantiate_classes(self) -> None:
+        """Instantiate data, model and trainer unless built with ``instantiate=False`` (parse only)."""
+        if not self._instantiate:
+            return
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps errors raised in __init__ (missing file, bad value) in a generic
+            # "Does not validate against any of the Union subtypes"; surface the original one.
+            if isinstance(err.__cause__, Exception) and "Union subtypes" in str(err):
+                raise err.__cause__ from err
+            raise
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add the CSV (+ optional W&B) loggers and default checkpoint / LR callbacks."""
@@ -152,11 +179,11 @@ class FrameworkCLI(LightningCLI):
 
     def _default_loggers(self) -> list[Any]:
         loggers: list[Any] = [
-            CSVLogger(save_dir=self.config["runs_dir"], name=self.config["name"], version=self.resume_version)
+            ResumableCSVLogger(
+                save_dir=self.config["runs_dir"], name=self.config["name"], version=self.resume_version
+            )
         ]
         if self.config["wandb"]["enabled"]:
-            from models.loggers import OfflineWandbLogger
-
             loggers.append(
                 OfflineWandbLogger(
                     project=self.config["wandb"]["project"],
@@ -186,6 +213,35 @@ class FrameworkCLI(LightningCLI):
             trainer.test(model, datamodule=data, ckpt_path=best, weights_only=False)
             test = getattr(model, "test_summary", {}).get("mean", {})
         return {"run_dir": trainer.log_dir, "best_ckpt": best, "test": test}
+
+
+def apply_policy(config: Namespace, aug_k: int | None, aug_n: int | None) -> None:
+    """Write autoSMIM's policy names into the keys they stand for.
+
+    Raises:
+        ValueError: When the config has no superpixel section (``aug_k``) or the model takes no
+            ``n_masked`` (``aug_n``), or a value is below 1.
+    """
+    if aug_k is not None:
+        if aug_k < 1:
+            raise ValueError(f"aug_k must be >= 1, got {aug_k}")
+        superpixels = config["data"]["init_args"].get("superpixels")
+        if superpixels is None:
+            raise ValueError(
+                "aug_k sets data.init_args.superpixels.params.n_segments, but the config has no "
+                "data.init_args.superpixels section"
+            )
+        params = dict(superpixels["params"] or {})
+        params["n_segments"] = aug_k
+        superpixels["params"] = params
+    if aug_n is not None:
+        if aug_n < 1:
+            raise ValueError(f"aug_n must be >= 1, got {aug_n}")
+        if "n_masked" not in config["model"]["init_args"]:
+            raise ValueError(
+                f"aug_n sets model.init_args.n_masked, which {config['model']['class_path']} lacks"
+            )
+        config["model"]["init_args"]["n_masked"] = aug_n
 
 
 def resolve_resume(resume: str | None, experiment_dir: Path) -> tuple[str | None, str | None]:

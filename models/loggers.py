@@ -1,11 +1,14 @@
-"""W&B logger that is offline unless the user says otherwise."""
+"""Loggers: W&B offline unless the user says otherwise; a CSV logger that survives resuming."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 
 def resolve_wandb_mode(mode: str | None) -> str:
@@ -49,3 +52,30 @@ class OfflineWandbLogger(WandbLogger):
             mode=resolved,
             **kwargs,
         )
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` that appends to an existing ``metrics.csv`` instead of deleting it.
+
+    Lightning's writer removes ``metrics.csv`` when the run directory already exists, so resuming a
+    run into its own directory would lose the history logged before the interruption.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The experiment writer, with the previous rows and header of ``metrics.csv`` restored."""
+        if self._experiment is not None:
+            return self._experiment
+        path = os.path.join(self.log_dir, "metrics.csv")
+        previous = None
+        if os.path.isfile(path):
+            with open(path, newline="") as handle:
+                previous = handle.read()
+        experiment = super().experiment
+        if previous:
+            with open(path, "w", newline="") as handle:
+                handle.write(previous)
+            header = next(csv.reader(io.StringIO(previous)), [])
+            experiment.metrics_keys = sorted(set(header))
+        return experiment

@@ -117,3 +117,43 @@ def test_resolve_resume_errors_and_paths(tmp_path):
     ckpt.write_bytes(b"x")
     assert resolve_resume("last", tmp_path / "exp") == (str(ckpt), "version_3")
     assert resolve_resume(str(ckpt.parent.parent), tmp_path / "exp") == (str(ckpt), "version_3")
+
+
+def test_knowledge_distillation_from_a_teacher_checkpoint(tiny):
+    teacher = main(tiny())
+    ckpt = Path(teacher["run_dir"]) / "checkpoints" / "last.ckpt"
+    student = main(
+        tiny("--model.teacher_checkpoint", str(ckpt), "--model.model_kwargs", '{"base_channel": 2}')
+    )
+    header = (Path(student["run_dir"]) / "metrics.csv").read_text().splitlines()[0]
+    assert "train/kd_loss" in header
+
+
+def test_missing_teacher_checkpoint_is_an_error(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="teacher.ckpt"):
+        main(tiny("--model.teacher_checkpoint", str(tmp_path / "teacher.ckpt")))
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tiny):
+    result = main(tiny("--trainer.precision", "bf16-mixed"))
+    assert 0.0 <= result["test"]["dice"] <= 1.0
+
+
+def test_wandb_logger_is_offline_by_default(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    main(tiny("--wandb.enabled", "true"))
+    assert list((tmp_path / "runs" / "wandb").glob("offline-run-*")), "expected an offline W&B run directory"
+
+
+def test_policy_names_need_a_superpixel_section_and_n_masked(tiny):
+    with pytest.raises(ValueError, match="superpixels"):
+        FrameworkCLI(args=translate_argv(tiny("--aug_k", "100")), instantiate=False)
+    with pytest.raises(ValueError, match="n_masked"):
+        FrameworkCLI(args=translate_argv(tiny("--aug_n", "10")), instantiate=False)
+
+
+def test_aug_k_sets_the_superpixel_count(tiny):
+    args = tiny("--data.superpixels", '{"source": "cpu", "params": {"n_segments": 512, "compactness": 5}}')
+    cli = FrameworkCLI(args=translate_argv([*args, "--aug_k", "100"]), instantiate=False)
+    assert cli.config.data.init_args.superpixels.params == {"n_segments": 100, "compactness": 5}

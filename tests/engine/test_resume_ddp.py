@@ -124,3 +124,17 @@ def test_ddp_two_cpu_processes_train_and_gather_test_metrics(tmp_path):
     assert summary["num_images"] == 3  # rows gathered from both ranks, padding duplicates removed
     metrics = (run_dir / "metrics.csv").read_text().splitlines()
     assert "val/dice" in metrics[0] and "train/loss" in metrics[0]
+
+
+def test_resume_keeps_the_metrics_logged_before(tmp_path):
+    from run import main
+
+    first = main(tiny_args(tmp_path, epochs=2))
+    metrics = Path(first["run_dir"]) / "metrics.csv"
+    resumed = main(tiny_args(tmp_path, "--resume", "last", epochs=3))
+    assert resumed["run_dir"] == first["run_dir"]
+    header, *rows = metrics.read_text().splitlines()
+    epoch_col = header.split(",").index("epoch")
+    epochs = {int(r.split(",")[epoch_col]) for r in rows if r.split(",")[epoch_col]}
+    assert {0, 1} <= epochs  # rows logged before the resume are still there
+    assert 2 in epochs  # and the resumed epoch was appended
