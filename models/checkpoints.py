@@ -79,8 +79,14 @@ def is_two_branch(source: dict[str, Tensor]) -> bool:
 
 def _candidates(
     source: dict[str, Tensor], parts: str, source_prefix: str | None, branch: str
-) -> list[tuple[str, Callable[[str], str | None]]]:
-    """Ways to name a network key inside the checkpoint: ``(description, target key -> source key)``."""
+) -> list[tuple[str, Callable[[str], str | None], tuple[str, ...]]]:
+    """Ways to name a network key inside the checkpoint.
+
+    Returns:
+        ``(description, target key -> source key, scopes)``; every source key under a scope must be
+        used, otherwise the checkpoint holds a different variant of the architecture. Encoder-only
+        files have no scope: their classifier heads are legitimately unused.
+    """
     if source_prefix is not None:
         whole, backbone = (source_prefix,), (source_prefix,)
     else:
@@ -89,15 +95,17 @@ def _candidates(
             other = BRANCH_PREFIXES["online" if branch == "target" else "target"]
             whole = tuple(p for p in whole if p not in other)
             backbone = tuple(p for p in backbone if p not in other)
-    out: list[tuple[str, Callable[[str], str | None]]] = []
+    out: list[tuple[str, Callable[[str], str | None], tuple[str, ...]]] = []
     for prefix in whole:
-        out.append((f"'{prefix}<key>'", lambda key, p=prefix: p + key))
-    if "encoder." in PARTS[parts] or parts == "all":
+        scopes = tuple(prefix + part for part in PARTS[parts] if part)
+        out.append((f"'{prefix}<key>'", lambda key, p=prefix: p + key, scopes))
+    if ENCODER in PARTS[parts] or parts == "all":
         for prefix in backbone:
             out.append(
                 (
                     f"encoder-only '{prefix}<key without encoder.>'",
                     lambda key, p=prefix: p + key[len(ENCODER) :] if key.startswith(ENCODER) else None,
+                    (),
                 )
             )
     return out
@@ -109,14 +117,15 @@ def _best_match(
     parts: str,
     source_prefix: str | None,
     branch: str,
-) -> tuple[str, dict[str, Tensor], list[str], list[str], set[str]]:
+) -> tuple[str, dict[str, Tensor], list[str], list[str], set[str], tuple[str, ...]]:
     if parts not in PARTS:
         raise ValueError(f"pretrained_parts must be one of {sorted(PARTS)}, got {parts!r}")
     if branch not in SOURCES:
         raise ValueError(f"pretrained source must be one of {SOURCES}, got {branch!r}")
     wanted = [k for k in target if k.startswith(PARTS[parts])]
-    best: tuple[str, dict[str, Tensor], list[str], list[str], set[str]] = ("none", {}, wanted, [], set())
-    for label, to_source in _candidates(source, parts, source_prefix, branch):
+    best: tuple[str, dict[str, Tensor], list[str], list[str], set[str], tuple[str, ...]]
+    best = ("none", {}, wanted, [], set(), ())
+    for label, to_source, scopes in _candidates(source, parts, source_prefix, branch):
         loaded, missing, mismatched, used = {}, [], [], set()
         for key in wanted:
             name = to_source(key)
@@ -132,7 +141,7 @@ def _best_match(
             else:
                 mismatched.append(f"{key}: checkpoint {tuple(src.shape)} vs model {tuple(target[key].shape)}")
         if len(loaded) + len(mismatched) > len(best[1]) + len(best[3]):
-            best = (label, loaded, missing, mismatched, used)
+            best = (label, loaded, missing, mismatched, used, scopes)
     return best
 
 
@@ -162,7 +171,7 @@ def match_state_dict(
     Raises:
         ValueError: For an unknown ``parts`` or ``source_branch``.
     """
-    _, loaded, missing, mismatched, _ = _best_match(source, target, parts, source_prefix, source_branch)
+    _, loaded, missing, mismatched, _, _ = _best_match(source, target, parts, source_prefix, source_branch)
     return loaded, missing, mismatched
 
 
@@ -195,11 +204,14 @@ def load_pretrained(
     Raises:
         FileNotFoundError: Missing file.
         ValueError: Nothing matched, selected tensors missing from the checkpoint (no silent partial
-            random init), or tensors with incompatible shapes.
+            random init), tensors with incompatible shapes, or extra tensors of the selected parts
+            (another variant of the architecture, e.g. resnet34 weights for a resnet18).
     """
     state = read_state_dict(path)
     target = net.state_dict()
-    label, loaded, missing, mismatched, used = _best_match(state, target, parts, source_prefix, source)
+    label, loaded, missing, mismatched, used, scopes = _best_match(
+        state, target, parts, source_prefix, source
+    )
     if mismatched:
         raise ValueError(
             f"{path}: {len(mismatched)} tensors have incompatible shapes (another architecture or "
@@ -224,6 +236,12 @@ def load_pretrained(
         raise ValueError(
             f"{path}: {len(real_missing)} of {len(loaded) + len(real_missing)} {parts!r} tensors are not in "
             f"the checkpoint (matched as {label}), e.g. {real_missing[:5]}; refusing a partial load"
+        )
+    extra = [k for k in state if k.startswith(scopes) and k not in used] if scopes else []
+    if extra:
+        raise ValueError(
+            f"{path}: the checkpoint holds {len(extra)} {parts!r} tensors the network lacks (matched as "
+            f"{label}), e.g. {extra[:5]}: another depth/variant of the architecture (check encoder_name)"
         )
     net.load_state_dict(loaded, strict=False)
     branch = f", {source} branch" if source_prefix is None and is_two_branch(state) else ""

@@ -6,6 +6,7 @@ import difflib
 import glob
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from models.config_stack import expand_config_args
 from models.loggers import OfflineWandbLogger, ResumableCSVLogger
+
+# run.py hands LightningCLI the translated sys.argv, which it would warn about on every run.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
 
 ARG_ALIASES = {"--cfg": "--config", "--seed": "--seed_everything"}
 
@@ -204,7 +208,7 @@ class FrameworkCLI(LightningCLI):
             if not Path(self.config["ckpt"]).is_file():
                 raise FileNotFoundError(f"--ckpt {self.config['ckpt']} does not exist")
             best = self.config["ckpt"]
-        else:
+        elif getattr(model, "needs_fit", True):
             trainer.fit(model, datamodule=data, ckpt_path=self.resume_ckpt)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
             best = best or None

@@ -186,7 +186,9 @@ class BYOL(L.LightningModule):
         """BYOL loss on two views of the batch's images (masks unused)."""
         gen = view_generator(self.hparams.aug_seed, _TRAIN_STREAM, self.global_step, self.global_rank)
         loss = self.byol_step(batch["image"], gen)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"])
+        )
         self.log("train/tau", self.tau, on_step=False, on_epoch=True, batch_size=len(batch["image"]))
         return loss
 
@@ -200,7 +202,9 @@ class BYOL(L.LightningModule):
         """BYOL loss on fixed views (same every epoch) of a validation batch: the checkpoint monitor."""
         gen = view_generator(self.hparams.aug_seed, _VAL_STREAM, batch_idx, self.global_rank)
         loss = self.byol_step(batch["image"], gen)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
+        self.log(
+            "val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["image"])
+        )
         return loss
 
     def _param_groups(self) -> list[dict[str, Any]]:
@@ -218,7 +222,9 @@ class BYOL(L.LightningModule):
         hp = self.hparams
         groups = self._param_groups()
         if hp.optimizer == "lars":
-            optimizer = LARS(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, eta=hp.lars_eta)
+            optimizer = LARS(
+                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, eta=hp.lars_eta
+            )
         else:
             optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
         scheduler = build_scheduler(optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs)
