@@ -172,6 +172,19 @@ def _missing_structure(root: Path, layout: str, split: str) -> FileNotFoundError
     )
 
 
+def _split_dir(root: Path, names: Sequence[str], layout: str, split: str) -> Path | None:
+    """First existing folder among ``names``; only a missing ``train`` is an error (others are derived)."""
+    found = first_existing(root, names)
+    if found is None and split == "train":
+        raise _missing_structure(root, layout, split)
+    return found
+
+
+def _isic_dirs(data: str, truth: str, short: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Folder names of one ISIC split: the official names, then ``<short>_Data``/``<short>_GroundTruth``."""
+    return (data, f"{short}_Data"), (truth, f"{short}_GroundTruth")
+
+
 def _isic_split(
     root: Path, split: str, layout: str, dirs: dict[str, tuple[Sequence[str], Sequence[str]]], suffix: str
 ) -> list[SampleRecord]:
@@ -179,10 +192,8 @@ def _isic_split(
     if split not in dirs:
         return []
     data_names, gt_names = dirs[split]
-    data_dir = first_existing(root, data_names)
+    data_dir = _split_dir(root, data_names, layout, split)
     if data_dir is None:
-        if split == "train":
-            raise _missing_structure(root, layout, split)
         return []
     gt_dir = first_existing(root, gt_names) or root / gt_names[0]
     images = list_images(data_dir, (".jpg", ".jpeg", ".png"))
@@ -226,10 +237,8 @@ def folder_layout(root: Path, split: str) -> list[SampleRecord]:
 def polyp_layout(root: Path, split: str) -> list[SampleRecord]:
     """Kvasir/CVC polyp layout of medical-segmentation-pytorch."""
     names = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}[split]
-    split_dir = first_existing(root, names)
+    split_dir = _split_dir(root, names, "polyp", split)
     if split_dir is None:
-        if split == "train":
-            raise _missing_structure(root, "polyp", split)
         return []
     return pair_with_masks(list_images(split_dir / "images"), split_dir / "masks", lambda s: [s])
 
@@ -245,14 +254,8 @@ def polyp_layout(root: Path, split: str) -> list[SampleRecord]:
 def isic2016_layout(root: Path, split: str) -> list[SampleRecord]:
     """ISIC 2016 lesion segmentation (Part 1); no validation split."""
     dirs = {
-        "train": (
-            ("ISBI2016_ISIC_Part1_Training_Data", "Training_Data"),
-            ("ISBI2016_ISIC_Part1_Training_GroundTruth", "Training_GroundTruth"),
-        ),
-        "test": (
-            ("ISBI2016_ISIC_Part1_Test_Data", "Test_Data"),
-            ("ISBI2016_ISIC_Part1_Test_GroundTruth", "Test_GroundTruth"),
-        ),
+        key: _isic_dirs(f"ISBI2016_ISIC_Part1_{name}_Data", f"ISBI2016_ISIC_Part1_{name}_GroundTruth", name)
+        for key, name in (("train", "Training"), ("test", "Test"))
     }
     return _isic_split(root, split, "isic2016", dirs, "_Segmentation")
 
@@ -270,9 +273,8 @@ def isic2017_layout(root: Path, split: str) -> list[SampleRecord]:
     names = {"train": "Training", "val": "Validation", "test": "Test_v2"}
     short = {"train": "Training", "val": "Validation", "test": "Test"}
     dirs = {
-        key: (
-            (f"ISIC-2017_{names[key]}_Data", f"{short[key]}_Data"),
-            (f"ISIC-2017_{names[key]}_Part1_GroundTruth", f"{short[key]}_GroundTruth"),
+        key: _isic_dirs(
+            f"ISIC-2017_{names[key]}_Data", f"ISIC-2017_{names[key]}_Part1_GroundTruth", short[key]
         )
         for key in names
     }
@@ -290,9 +292,8 @@ def isic2017_layout(root: Path, split: str) -> list[SampleRecord]:
 def isic2018_layout(root: Path, split: str) -> list[SampleRecord]:
     """ISIC 2018 Task 1 training data; validation and test come from k-fold."""
     dirs = {
-        "train": (
-            ("ISIC2018_Task1-2_Training_Input", "Training_Data"),
-            ("ISIC2018_Task1_Training_GroundTruth", "Training_GroundTruth"),
+        "train": _isic_dirs(
+            "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth", "Training"
         )
     }
     return _isic_split(root, split, "isic2018", dirs, "_segmentation")

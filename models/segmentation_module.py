@@ -54,6 +54,7 @@ class SegmentationModule(L.LightningModule):
         hd95_in_test: Compute HD95 per test image (costs a distance transform per image and class).
         pretrained: Checkpoint or state dict whose weights initialise the network (missing file: error).
         pretrained_parts: Parts loaded from ``pretrained``: ``encoder``, ``encoder+decoder`` or ``all``.
+        pretrained_source: For two-branch (BYOL) checkpoints: the ``target`` (momentum) or ``online`` encoder.
         teacher_checkpoint: Lightning checkpoint (or state dict + ``teacher_model``) of a KD teacher.
         teacher_model: Network name of the teacher when ``teacher_checkpoint`` is a plain state dict.
         teacher_model_kwargs: Architecture options of the teacher for a plain state dict.
@@ -81,6 +82,7 @@ class SegmentationModule(L.LightningModule):
         hd95_in_test: bool = True,
         pretrained: str | None = None,
         pretrained_parts: Literal["encoder", "encoder+decoder", "all"] = "encoder",
+        pretrained_source: Literal["target", "online"] = "target",
         teacher_checkpoint: str | None = None,
         teacher_model: str | None = None,
         teacher_model_kwargs: dict[str, Any] | None = None,
@@ -95,7 +97,7 @@ class SegmentationModule(L.LightningModule):
             model, in_channels=in_channels, num_classes=num_classes, **(model_kwargs or {})
         )
         if pretrained is not None:
-            load_pretrained(self.net, pretrained, parts=pretrained_parts)
+            load_pretrained(self.net, pretrained, parts=pretrained_parts, source=pretrained_source)
         self.loss_fn = create_loss(loss, **(loss_kwargs or {}))
         self.teacher = None
         if teacher_checkpoint is not None:
@@ -138,6 +140,12 @@ class SegmentationModule(L.LightningModule):
             batch_size=logits.shape[0],
         )
         return loss, logits
+
+    def on_train_epoch_start(self) -> None:
+        """Tell the data the epoch (augmentation seeds), also when DDP replaced the sampler or on resume."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step on a batch (``image``, ``mask``)."""

@@ -6,6 +6,7 @@ Public API: :func:`superpixels` (dispatcher over the backend registry), :func:`b
 
 from __future__ import annotations
 
+from datasets.superpixels import numba_setup as _numba_setup  # noqa: F401,I001  (first: fork-safe numba)
 from datasets.superpixels.body_mask import body_mask
 from datasets.superpixels.connectivity import connected_components, enforce_connectivity
 from datasets.superpixels.engine import (

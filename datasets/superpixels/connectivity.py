@@ -96,6 +96,39 @@ def _paint(out, run_y, run_x0, run_x1, ids, n_runs):
 
 
 @numba.njit(cache=True)
+def _number_roots(parent, ids):
+    # ids[i] = consecutive number of i's set; a set's root is its smallest index (see _union), so
+    # roots are numbered in index order and ids[root] is set before any member needs it.
+    count = 0
+    for i in range(ids.size):
+        root = _find(parent, i)
+        if root == i:
+            ids[i] = count
+            count += 1
+        else:
+            ids[i] = ids[root]
+    return count
+
+
+@numba.njit(cache=True)
+def _run_pieces(labels, inside, eight):
+    # Runs of the map and their connected pieces: (run_y, run_x0, run_x1, n_runs, piece per run,
+    # n_pieces), pieces numbered in raster order of their first pixel.
+    h, w = labels.shape
+    cap = h * w
+    run_y = np.empty(cap, dtype=np.int32)
+    run_x0 = np.empty(cap, dtype=np.int32)
+    run_x1 = np.empty(cap, dtype=np.int32)
+    row_start = np.empty(h + 1, dtype=np.int64)
+    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
+    parent = np.arange(n_runs)
+    _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight)
+    piece = np.empty(n_runs, dtype=np.int64)
+    n_pieces = _number_roots(parent, piece)
+    return run_y, run_x0, run_x1, n_runs, piece, n_pieces
+
+
+@numba.njit(cache=True)
 def _cut_piece(out, labels_out, piece, first_y, first_x, max_size, next_id, qy, qx, h, w):
     # Breadth-first cuts of one oversized piece (pixels with out == piece) into <= max_size parts.
     for y0 in range(first_y, h):
@@ -143,23 +176,8 @@ def _any_neighbour(seg, p, y_from, h, w):
 def _enforce_one(labels, inside, min_size, max_size, out):
     h, w = labels.shape
     cap = h * w
-    run_y = np.empty(cap, dtype=np.int32)
-    run_x0 = np.empty(cap, dtype=np.int32)
-    run_x1 = np.empty(cap, dtype=np.int32)
-    row_start = np.empty(h + 1, dtype=np.int64)
-    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
-    parent = np.arange(n_runs)
-    _link_rows(labels, run_x0, run_x1, row_start, parent, h, False)
-    # Pieces: one id per root run, in raster order of their first pixel; sizes from run lengths.
-    piece = np.empty(n_runs, dtype=np.int64)
-    n_pieces = 0
-    for r in range(n_runs):
-        root = _find(parent, r)
-        if root == r:
-            piece[r] = n_pieces
-            n_pieces += 1
-        else:
-            piece[r] = piece[root]
+    run_y, run_x0, run_x1, n_runs, piece, n_pieces = _run_pieces(labels, inside, False)
+    # Piece sizes from run lengths; first[p] is the piece's first run in raster order.
     size = np.zeros(n_pieces, dtype=np.int64)
     first = np.empty(n_pieces, dtype=np.int64)
     for r in range(n_runs - 1, -1, -1):
@@ -231,14 +249,7 @@ def _enforce_one(labels, inside, min_size, max_size, out):
         # Piece ids follow raster order and a merged set's root is its smallest id, so numbering
         # roots in id order is raster order; then repaint the runs instead of every pixel.
         final = np.empty(n_pieces, dtype=np.int32)
-        count = 0
-        for p in range(n_pieces):
-            root = _find(join, p)
-            if root == p:
-                final[p] = count
-                count += 1
-            else:
-                final[p] = final[root]
+        count = _number_roots(join, final)
         _paint(out, run_y, run_x0, run_x1, final[piece], n_runs)
         return count
     new_id = np.full(n_pieces, -1, dtype=np.int32)
@@ -304,25 +315,8 @@ def enforce_connectivity(
 
 @numba.njit(cache=True)
 def _components(labels, eight, out):
-    h, w = labels.shape
-    cap = h * w
-    run_y = np.empty(cap, dtype=np.int32)
-    run_x0 = np.empty(cap, dtype=np.int32)
-    run_x1 = np.empty(cap, dtype=np.int32)
-    row_start = np.empty(h + 1, dtype=np.int64)
-    inside = np.ones((h, w), dtype=np.bool_)
-    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
-    parent = np.arange(n_runs)
-    _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight)
-    ids = np.empty(n_runs, dtype=np.int64)
-    n = 0
-    for r in range(n_runs):
-        root = _find(parent, r)
-        if root == r:
-            ids[r] = n
-            n += 1
-        else:
-            ids[r] = ids[root]
+    inside = np.ones(labels.shape, dtype=np.bool_)
+    run_y, run_x0, run_x1, n_runs, ids, n = _run_pieces(labels, inside, eight)
     _paint(out, run_y, run_x0, run_x1, ids, n_runs)
     return n
 

@@ -15,7 +15,7 @@ import numpy as np
 from datasets.superpixels.body_mask import body_mask
 from datasets.superpixels.colour import to_unit_float
 from datasets.superpixels.connectivity import enforce_connectivity
-from datasets.superpixels.slic_numba import expected_segment_size, slic_numba
+from datasets.superpixels.slic_numba import connectivity_sizes, expected_segment_size, slic_numba
 from datasets.superpixels.slic_skimage import felzenszwalb_skimage, slic_skimage
 
 # Defaults per method. SLIC follows skimage's meaning of every parameter (min_size_factor default
@@ -214,9 +214,8 @@ def _mask_numpy(labels: np.ndarray, mask: np.ndarray, method: str, p: dict[str, 
     # (ALPNet's felzenszwalb pseudolabels), numbered 1..N; outside 0.
     if method == "slic" and p["enforce_connectivity"]:
         seg = expected_segment_size(labels.shape[1], labels.shape[2], p["n_segments"])
-        out, counts = enforce_connectivity(
-            labels, int(p["min_size_factor"] * seg), max(int(p["max_size_factor"] * seg), 1), mask=mask
-        )
+        sizes = connectivity_sizes(seg, p["min_size_factor"], p["max_size_factor"])
+        out, counts = enforce_connectivity(labels, *sizes, mask=mask)
         return np.where(mask, out + 1, 0).astype(np.int32), counts
     out = np.zeros_like(labels)
     counts = np.zeros(labels.shape[0], dtype=np.int64)

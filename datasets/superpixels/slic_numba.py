@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from datasets.superpixels.colour import slic_features
-from datasets.superpixels.connectivity import enforce_connectivity
+from datasets.superpixels.connectivity import enforce_connectivity as _enforce_connectivity
 
 # Search half-width in grid steps (skimage: 2.0) and the column padding of the search window.
 SEARCH_RADIUS = 1.0
@@ -141,6 +141,17 @@ def _assign(feat, cy, cx, col, radius, inv_s2, dist, labels, xcoord):
                     lrow[x] = cc if better else lrow[x]
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _add_run(sums, cnt, c, y, n, sx, s0, s1, s2):
+    # Add one run of n pixels of centre c on row y (column and feature sums given) to the totals.
+    cnt[c] += n
+    sums[c, 0] += y * n
+    sums[c, 1] += sx
+    sums[c, 2] += s0
+    sums[c, 3] += s1
+    sums[c, 4] += s2
+
+
 @numba.njit(cache=True, fastmath=True)
 def _update(feat, labels, cy, cx, col, sums, cnt):
     nc, h, w = feat.shape
@@ -161,12 +172,7 @@ def _update(feat, labels, cy, cx, col, sums, cnt):
         for x in range(w):
             c = labels[y, x]
             if c != cur:
-                cnt[cur] += n
-                sums[cur, 0] += y * n
-                sums[cur, 1] += sx
-                sums[cur, 2] += s0
-                sums[cur, 3] += s1
-                sums[cur, 4] += s2
+                _add_run(sums, cnt, cur, y, n, sx, s0, s1, s2)
                 cur = c
                 n = 0
                 sx = 0.0
@@ -178,12 +184,7 @@ def _update(feat, labels, cy, cx, col, sums, cnt):
             s0 += f0[y, x]
             s1 += f1[y, x]
             s2 += f2[y, x]
-        cnt[cur] += n
-        sums[cur, 0] += y * n
-        sums[cur, 1] += sx
-        sums[cur, 2] += s0
-        sums[cur, 3] += s1
-        sums[cur, 4] += s2
+        _add_run(sums, cnt, cur, y, n, sx, s0, s1, s2)
     for c in range(cy.shape[0]):
         if cnt[c] > 0:  # an empty centre keeps its place and colour
             inv = 1.0 / cnt[c]
@@ -292,20 +293,26 @@ def slic_numba(
     labels[:] = nearest_seed_map(h, w, ys, xs)
     _slic_batch(feats, cy, cx, step, SEARCH_RADIUS * step, int(max_iter), labels)
     if enforce_connectivity:
-        seg_size = h * w / cy.size
-        return enforce_connectivity_sizes(labels, seg_size, min_size_factor, max_size_factor)
+        sizes = connectivity_sizes(h * w / cy.size, min_size_factor, max_size_factor)
+        return _enforce_connectivity(labels, *sizes)
     counts = np.zeros(b, dtype=np.int64)
     _compact_batch(labels, cy.size, counts)
     return labels, counts
 
 
-def enforce_connectivity_sizes(
-    labels: np.ndarray, seg_size: float, min_size_factor: float, max_size_factor: float, mask=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Connectivity pass with skimage's size rule: ``int(factor * seg_size)`` pixels."""
-    min_size = int(min_size_factor * seg_size)
-    max_size = max(int(max_size_factor * seg_size), 1)
-    return enforce_connectivity(labels, min_size, max_size, mask=mask)
+def connectivity_sizes(seg_size: float, min_size_factor: float, max_size_factor: float) -> tuple[int, int]:
+    """Return skimage's size limits for the connectivity pass: ``int(factor * seg_size)`` pixels.
+
+    Args:
+        seg_size: Pixels per seed (see :func:`expected_segment_size`).
+        min_size_factor: Pieces below this fraction of ``seg_size`` are merged.
+        max_size_factor: Pieces above this multiple of ``seg_size`` are cut.
+
+    Returns:
+        ``(min_size, max_size)`` for :func:`~datasets.superpixels.connectivity.enforce_connectivity`;
+        ``max_size`` is at least 1.
+    """
+    return int(min_size_factor * seg_size), max(int(max_size_factor * seg_size), 1)
 
 
 def expected_segment_size(height: int, width: int, n_segments: int) -> float:

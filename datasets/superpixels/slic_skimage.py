@@ -6,6 +6,8 @@ These are the maps the numba and torch backends are compared against. Labels are
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from skimage.segmentation import felzenszwalb, slic
 
@@ -14,6 +16,20 @@ def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, int]:
     # skimage's SLIC output is already consecutive; felzenszwalb's is too, but do not rely on it.
     uniq, inv = np.unique(labels, return_inverse=True)
     return inv.reshape(labels.shape).astype(np.int32), int(uniq.size)
+
+
+def _per_image(
+    images: np.ndarray, segment: Callable[[np.ndarray, int | None], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``segment(float64 image, channel_axis)`` on each image; consecutive labels and counts."""
+    b, h, w, c = images.shape
+    labels = np.empty((b, h, w), dtype=np.int32)
+    counts = np.empty(b, dtype=np.int64)
+    for i in range(b):
+        # Grey goes in 2-D with channel_axis=None: skimage then uses the raw (stretched) intensity.
+        image = images[i, ..., 0] if c == 1 else images[i]
+        labels[i], counts[i] = _consecutive(segment(image.astype(np.float64), None if c == 1 else -1))
+    return labels, counts
 
 
 def slic_skimage(
@@ -43,27 +59,22 @@ def slic_skimage(
     Returns:
         ``(labels int32 [B, H, W], counts int64 [B])``.
     """
-    b, h, w, c = images.shape
-    labels = np.empty((b, h, w), dtype=np.int32)
-    counts = np.empty(b, dtype=np.int64)
-    for i in range(b):
-        # Grey goes in 2-D with channel_axis=None: skimage then uses the raw (stretched) intensity.
-        image = images[i, ..., 0] if c == 1 else images[i]
-        out = slic(
-            image.astype(np.float64),
+    return _per_image(
+        images,
+        lambda image, channel_axis: slic(
+            image,
             n_segments=int(n_segments),
             compactness=float(compactness),
             max_num_iter=int(max_iter),
             sigma=float(sigma),
-            convert2lab=(colour_space == "lab") if c == 3 else None,
+            convert2lab=(colour_space == "lab") if channel_axis is not None else None,
             enforce_connectivity=bool(enforce_connectivity),
             min_size_factor=float(min_size_factor),
             max_size_factor=float(max_size_factor),
             start_label=0,
-            channel_axis=None if c == 1 else -1,
-        )
-        labels[i], counts[i] = _consecutive(out)
-    return labels, counts
+            channel_axis=channel_axis,
+        ),
+    )
 
 
 def felzenszwalb_skimage(
@@ -80,17 +91,9 @@ def felzenszwalb_skimage(
     Returns:
         ``(labels int32 [B, H, W], counts int64 [B])`` with labels ``0..count-1``.
     """
-    b, h, w, c = images.shape
-    labels = np.empty((b, h, w), dtype=np.int32)
-    counts = np.empty(b, dtype=np.int64)
-    for i in range(b):
-        image = images[i, ..., 0] if c == 1 else images[i]
-        out = felzenszwalb(
-            image.astype(np.float64),
-            scale=float(scale),
-            sigma=float(sigma),
-            min_size=int(min_size),
-            channel_axis=None if c == 1 else -1,
-        )
-        labels[i], counts[i] = _consecutive(out)
-    return labels, counts
+    return _per_image(
+        images,
+        lambda image, channel_axis: felzenszwalb(
+            image, scale=float(scale), sigma=float(sigma), min_size=int(min_size), channel_axis=channel_axis
+        ),
+    )

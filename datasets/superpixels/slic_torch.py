@@ -24,7 +24,12 @@ import numpy as np
 import torch
 
 from datasets.superpixels.connectivity import enforce_connectivity as _enforce_np
-from datasets.superpixels.slic_numba import expected_segment_size, nearest_seed_map, slic_grid
+from datasets.superpixels.slic_numba import (
+    connectivity_sizes,
+    expected_segment_size,
+    nearest_seed_map,
+    slic_grid,
+)
 
 _XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
@@ -243,14 +248,9 @@ def slic_torch(
     if not enforce_connectivity:
         out, counts = relabel_consecutive_torch(labels, k, flat_mask)
         return out.reshape(b, h, w), counts
-    seg_size = expected_segment_size(h, w, n_segments)
+    sizes = connectivity_sizes(expected_segment_size(h, w, n_segments), min_size_factor, max_size_factor)
     np_mask = None if flat_mask is None else flat_mask.reshape(b, h, w).cpu().numpy()
-    out, counts = _enforce_np(
-        labels.reshape(b, h, w).to(torch.int32).cpu().numpy(),
-        int(min_size_factor * seg_size),
-        max(int(max_size_factor * seg_size), 1),
-        mask=np_mask,
-    )
+    out, counts = _enforce_np(labels.reshape(b, h, w).to(torch.int32).cpu().numpy(), *sizes, mask=np_mask)
     if np_mask is not None:
         out = np.where(np_mask, out + 1, 0)
     return (

@@ -137,16 +137,14 @@ class DeepSupervisionLoss(nn.Module):
 
 
 # Imported last: these modules use ``register_loss`` defined above.
-from models.losses import hybrid, segmentation  # noqa: E402, F401
+from models.losses import hybrid, overlap, pixelwise, segmentation  # noqa: E402, F401
 from models.losses.hybrid import HybridLoss  # noqa: E402
-from models.losses.segmentation import (  # noqa: E402
+from models.losses.overlap import DiceLoss, JaccardLoss, TverskyLoss  # noqa: E402
+from models.losses.pixelwise import (  # noqa: E402
     BCELoss,
     CrossEntropyLoss,
-    DiceLoss,
     FocalLoss,
-    JaccardLoss,
     OhemCrossEntropyLoss,
-    TverskyLoss,
 )
 
 __all__ = [

@@ -1,0 +1,157 @@
+"""NIfTI read/write keeping spacing and orientation, DICOM series -> NIfTI, prepared-layout discovery."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+IMAGE_NAME = "image.nii.gz"
+LABEL_NAME = "label.nii.gz"
+
+
+@dataclass
+class Volume:
+    """A 3D array in voxel order ``[X, Y, Z]`` (nibabel's) with its voxel-to-world affine.
+
+    Attributes:
+        array: The voxel data ``[X, Y, Z]``.
+        affine: ``4x4`` voxel -> world (RAS+ mm) matrix.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the three array axes."""
+        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as ``"RAS"`` (where each array axis points in world space)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+
+def read_nifti(path: str | Path, canonical: bool = True, dtype: type | None = np.float32) -> Volume:
+    """Read a NIfTI file, by default reoriented to the closest RAS+ axis order.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+        canonical: Reorient with ``nibabel.as_closest_canonical`` (no resampling, axis flips only).
+        dtype: Cast the data (None keeps the stored type, e.g. for label volumes).
+
+    Returns:
+        The volume.
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"read_nifti: {path} does not exist")
+    img = nib.load(str(path))
+    if canonical:
+        img = nib.as_closest_canonical(img)
+    data = np.asarray(img.dataobj)
+    if dtype is not None:
+        data = data.astype(dtype)
+    if data.ndim != 3:
+        raise ValueError(f"read_nifti: {path} has shape {data.shape}; expected a 3D volume")
+    return Volume(data, np.asarray(img.affine, dtype=np.float64))
+
+
+def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a volume atomically (temp file in the same folder, then ``os.replace``).
+
+    Args:
+        path: Destination ending in ``.nii`` or ``.nii.gz``.
+        array: ``[X, Y, Z]`` data.
+        affine: ``4x4`` voxel -> world matrix.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        nib.save(nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64)), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def dicom_series_to_nifti(folder: str | Path, out_path: str | Path, files: list[str] | None = None) -> Path:
+    """Convert one DICOM series to NIfTI with SimpleITK (LPS -> RAS handled by the NIfTI writer).
+
+    Args:
+        folder: Folder holding the series.
+        out_path: Destination ``.nii.gz``.
+        files: Explicit slice files in the wanted order (default: GDCM's position-sorted order).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        FileNotFoundError: When the folder holds no DICOM series.
+    """
+    import SimpleITK as sitk  # noqa: N813 - the library's usual name
+
+    folder = Path(folder)
+    if files is None:
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
+    if not files:
+        raise FileNotFoundError(f"dicom_series_to_nifti: no DICOM series found in {folder}")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f) for f in files])
+    image = reader.Execute()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".tmp_{out_path.name}")
+    sitk.WriteImage(image, str(tmp))
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def find_scans(root: str | Path) -> list[str]:
+    """Scan ids of a prepared folder: sub-folders holding ``image.nii.gz`` (sorted).
+
+    Raises:
+        FileNotFoundError: When ``root`` is missing or holds no scan.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"find_scans: {root} is not a folder")
+    ids = sorted(p.parent.name for p in root.glob(f"*/{IMAGE_NAME}"))
+    if not ids:
+        raise FileNotFoundError(f"find_scans: no <scan_id>/{IMAGE_NAME} under {root}")
+    return ids
+
+
+def read_scan(root: str | Path, scan_id: str) -> tuple[Volume, Volume | None]:
+    """Image and label (None when ``label.nii.gz`` is absent) of one prepared scan.
+
+    Raises:
+        ValueError: When the label's shape differs from the image's.
+    """
+    folder = Path(root) / scan_id
+    image = read_nifti(folder / IMAGE_NAME)
+    label = None
+    if (folder / LABEL_NAME).is_file():
+        label = read_nifti(folder / LABEL_NAME, dtype=None)
+        label.array = np.rint(label.array).astype(np.int64)
+        if label.array.shape != image.array.shape:
+            raise ValueError(
+                f"read_scan: label {folder / LABEL_NAME} has shape {label.array.shape} but image "
+                f"{folder / IMAGE_NAME} has {image.array.shape}; expected the same grid"
+            )
+    return image, label

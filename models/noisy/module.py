@@ -1,0 +1,373 @@
+"""Learning from noisy labels guided by superpixels (Li, Gao & He, MICCAI 2021) and its baselines.
+
+``method``:
+
+* ``plain``: one network, (class-balanced) cross-entropy on the given labels. On clean data this is
+  the clean upper bound; on noisy data the plain noisy baseline.
+* ``coteaching``: two networks; each selects its small-loss pixels per class and its PEER learns on them.
+* ``jocor``: two networks, JoCoR joint loss ``(1-lam)(CE1+CE2) + lam(KL12+KL21)`` per pixel, one joint
+  small-loss selection per class.
+* ``jocor_sp`` (the paper): as ``jocor`` but on probabilities averaged within superpixels, plus
+  superpixel-wise label refinement when the loss gap stalls (on by default).
+
+Selection keeps the fraction ``R_c`` of the smallest-loss pixels of each noisy class ``c``; the forget
+rate ``1 - R_c`` ramps from 0 over ``ramp_epochs``. ``keep_rates`` can be given, or read from the
+``noisy`` view the data comes from (``keep_rate_source: view``, the precision measured against the clean
+masks when the noise was generated: the paper's oracle), or estimated by simulating the recorded noise
+process on the clean validation masks (``simulation``; see ``datasets.noise.statistics``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import datasets.jsrt  # noqa: F401  (registers the jsrt layouts for configs using this module)
+import datasets.noise  # noqa: F401  (registers the 'noisy' layout)
+from datasets.image_io import read_image, read_mask, write_png_atomic
+from datasets.noise.layout import read_view
+from datasets.noise.statistics import estimate_precision_by_simulation
+from datasets.segmentation_dataset import SegmentationDataset
+from datasets.transforms import build_transforms
+from models.metric_collection import SegmentationMetrics
+from models.noisy.jocor import (
+    class_balance_weights,
+    coteaching_losses,
+    jocor_pixel_loss,
+    loss_gap,
+    masked_mean,
+    pixel_cross_entropy,
+)
+from models.noisy.refinement import (
+    LossGapTracker,
+    apply_flips,
+    merge_flips,
+    superpixel_flips,
+    write_label_set_atomic,
+)
+from models.noisy.superpixel_ops import keep_rates_at, select_small_loss, superpixel_mean
+from models.optim import build_optimizer, build_scheduler
+from models.registry import create_model
+from models.segmentation_module import SegmentationModule, logits_to_labels
+from models.test_results import local_log_dir
+
+METHODS = ("plain", "coteaching", "jocor", "jocor_sp")
+_TWO_NETWORKS = ("coteaching", "jocor", "jocor_sp")
+
+
+def _main_output(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+class NoisyLabelSegmentation(L.LightningModule):
+    """Two peer networks trained on noisy labels (JoCoR / Co-teaching / superpixel-guided JoCoR).
+
+    Args:
+        model: Registered network name of both peers.
+        model_kwargs: Architecture options.
+        num_classes: Classes including background (>= 2; linked from data).
+        in_channels: Input channels (linked from data).
+        method: ``plain``, ``coteaching``, ``jocor`` or ``jocor_sp``.
+        lam: JoCoR co-regularisation weight.
+        keep_rates: ``R_c`` per class (``[R_bg, R_fg]`` for binary); None reads/estimates them.
+        keep_rate_source: Where None ``keep_rates`` come from: ``view`` or ``simulation``.
+        ramp_epochs: Epochs over which the forget rate ramps up.
+        class_balanced: Inverse-frequency class weights on the CE terms.
+        refinement: Superpixel label refinement (None: on for ``jocor_sp`` only).
+        refine_patience: Epochs without a new maximum loss gap that trigger a round.
+        refine_threshold: Mean probability above which a disagreeing superpixel is flipped.
+        max_refine_rounds: Rounds at most (the paper's code refined once).
+        refined_labels_dir: Where label sets go (default ``<run dir>/refined_labels``).
+        eval_net: Network evaluated in validation/test: ``net1`` or ``mean`` (averaged probabilities).
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr: Learning rate.
+        weight_decay: Weight decay.
+        momentum: SGD momentum.
+        scheduler: ``none``, ``poly``, ``cosine`` or ``step``.
+        warmup_epochs: Linear warm-up epochs.
+        min_lr_factor: Schedule floor as a fraction of ``lr``.
+        include_background: Count background in Dice/IoU.
+        hd95_in_test: HD95 per test image.
+        simulation_seed: Seed of the keep-rate simulation.
+    """
+
+    monitor = ("val/dice", "max")
+
+    def __init__(
+        self,
+        model: str = "unet",
+        model_kwargs: dict[str, Any] | None = None,
+        num_classes: int = 2,
+        in_channels: int = 3,
+        method: Literal["plain", "coteaching", "jocor", "jocor_sp"] = "jocor_sp",
+        lam: float = 0.65,
+        keep_rates: list[float] | None = None,
+        keep_rate_source: Literal["view", "simulation"] = "view",
+        ramp_epochs: int = 5,
+        class_balanced: bool = True,
+        refinement: bool | None = None,
+        refine_patience: int = 5,
+        refine_threshold: float = 0.8,
+        max_refine_rounds: int = 1,
+        refined_labels_dir: str | None = None,
+        eval_net: Literal["net1", "mean"] = "net1",
+        optimizer: Literal["adam", "adamw", "sgd"] = "sgd",
+        lr: float = 5e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.99,
+        scheduler: Literal["cosine", "poly", "step", "none"] = "none",
+        warmup_epochs: int = 0,
+        min_lr_factor: float = 0.0,
+        include_background: bool = False,
+        hd95_in_test: bool = True,
+        simulation_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (softmax outputs), got {num_classes}")
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {lam}")
+        if keep_rates is not None and len(keep_rates) != num_classes:
+            raise ValueError(f"keep_rates has {len(keep_rates)} entries, expected num_classes={num_classes}")
+        if eval_net == "mean" and method not in _TWO_NETWORKS:
+            raise ValueError(f"eval_net 'mean' needs two networks; method {method!r} trains one")
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        count = 2 if method in _TWO_NETWORKS else 1
+        self.nets = nn.ModuleList(
+            create_model(model, in_channels=in_channels, num_classes=num_classes, **(model_kwargs or {}))
+            for _ in range(count)
+        )
+        self.keep_rates = list(keep_rates) if keep_rates is not None else None
+        self.refinement = (method == "jocor_sp") if refinement is None else refinement
+        self.tracker = LossGapTracker(refine_patience)
+        self.flips: dict[str, Tensor] = {}
+        self.refine_rounds = 0
+        self.last_flipped = 0
+        self.val_metrics = SegmentationMetrics(num_classes=num_classes, include_background=include_background)
+        self._gap_sum, self._gap_count = 0.0, 0
+        self._test_rows: list[dict[str, Any]] = []
+
+    # -- evaluation: network 1 or the peers' mean; tests reuse the supervised module's code --------
+    def forward(self, image: Tensor) -> Tensor:
+        """Logits (``eval_net: mean``: log of the averaged probabilities).
+
+        Shape:
+            image ``[B, in_channels, H, W]`` -> ``[B, num_classes, H, W]``.
+        """
+        if self.hparams.eval_net == "mean":
+            probs = torch.stack([_main_output(n(image)).softmax(1) for n in self.nets]).mean(0)
+            return probs.clamp_min(1e-7).log()
+        return _main_output(self.nets[0](image))
+
+    test_step = SegmentationModule.test_step
+    on_test_epoch_start = SegmentationModule.on_test_epoch_start
+    on_test_epoch_end = SegmentationModule.on_test_epoch_end
+    on_validation_epoch_end = SegmentationModule.on_validation_epoch_end
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Validation loss and metrics of the evaluated network (against the clean val labels)."""
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["mask"])
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=logits.shape[0])
+        preds = logits_to_labels(logits)
+        self.val_metrics.update(preds, batch["mask"])
+        return {"loss": loss, "preds": preds}
+
+    # -- training ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Resolve the keep rates before training (from the noisy view or by simulation)."""
+        if stage == "fit" and self.hparams.method != "plain" and self.keep_rates is None:
+            self.keep_rates = self._estimate_keep_rates()
+
+    def _estimate_keep_rates(self) -> list[float]:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        root = getattr(dm, "root", None)
+        if root is None or getattr(dm, "layout", None) != "noisy":
+            raise ValueError(
+                f"method {self.hparams.method!r} needs model.keep_rates (R per class) or data from a "
+                "'noisy' view (data.layout: noisy) to read or estimate them"
+            )
+        view = read_view(root)
+        if self.hparams.keep_rate_source == "view":
+            return [float(r) for r in view["precision"]]
+        dm.setup("fit")
+        masks = [read_mask(r.mask, self.num_classes) for r in dm.splits["val"]]
+        max_angle = view.get("max_angle", 30.0)
+        if isinstance(max_angle, dict):
+            max_angle = {int(k): float(v) for k, v in max_angle.items()}
+        return estimate_precision_by_simulation(
+            masks, view["alpha"], view["beta"], self.num_classes, self.hparams.simulation_seed, max_angle
+        )
+
+    def refined_labels(self, batch: dict[str, Any]) -> Tensor:
+        """The batch's labels with the refinement flips applied (the labels themselves if none)."""
+        labels = batch["mask"]
+        if not self.flips:
+            return labels
+        labels = labels.clone()
+        for i, key in enumerate(batch["id"]):
+            if key in self.flips:
+                labels[i] = apply_flips(labels[i], batch["superpixels"][i], self.flips[key])
+        return labels
+
+    def compute_loss(self, batch: dict[str, Any], epoch: int) -> tuple[Tensor, Tensor]:
+        """Training loss of the method on one batch, and the loss gap (unselected - selected).
+
+        Raises:
+            KeyError: If ``jocor_sp`` or refinement gets batches without ``superpixels``.
+        """
+        method = self.hparams.method
+        if (method == "jocor_sp" or self.refinement) and "superpixels" not in batch:
+            raise KeyError(
+                f"method {method!r} (refinement={self.refinement}) needs batch['superpixels']: set "
+                "data.superpixels (source cpu or cache)"
+            )
+        labels = self.refined_labels(batch)
+        probs = [_main_output(net(batch["image"])).softmax(1) for net in self.nets]
+        weights = class_balance_weights(labels, self.num_classes) if self.hparams.class_balanced else None
+        if method == "plain":
+            ce = pixel_cross_entropy(probs[0], labels, weights)
+            return ce.mean(), ce.new_zeros(())
+        rates = keep_rates_at(self.keep_rates or [1.0] * self.num_classes, epoch, self.hparams.ramp_epochs)
+        if method == "coteaching":
+            ce1, ce2 = (pixel_cross_entropy(p, labels, weights) for p in probs)
+            sel1, sel2 = select_small_loss(ce1, labels, rates), select_small_loss(ce2, labels, rates)
+            loss1, loss2 = coteaching_losses(ce1, ce2, sel1, sel2)
+            return loss1 + loss2, loss_gap(ce1, sel1)
+        if method == "jocor_sp":
+            probs = [superpixel_mean(p, batch["superpixels"]) for p in probs]
+        joint = jocor_pixel_loss(probs[0], probs[1], labels, self.hparams.lam, weights)
+        selected = select_small_loss(joint, labels, rates)
+        return masked_mean(joint, selected), loss_gap(joint, selected)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step of both peers."""
+        loss, gap = self.compute_loss(batch, self.current_epoch)
+        self._gap_sum += float(gap)
+        self._gap_count += 1
+        size = batch["image"].shape[0]
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        """Reset the epoch's loss-gap accumulator."""
+        self._gap_sum, self._gap_count = 0.0, 0
+
+    def on_train_epoch_end(self) -> None:
+        """Log the loss gap; refine labels when it stalled after the ramp (if enabled)."""
+        gap = self._gap_sum / max(self._gap_count, 1)
+        self.log("train/loss_gap", gap)
+        self.log("train/refine_rounds", float(self.refine_rounds))
+        if not self.refinement or self.refine_rounds >= self.hparams.max_refine_rounds:
+            return
+        if self.current_epoch + 1 < self.hparams.ramp_epochs:
+            return
+        if self.tracker.update(gap):
+            self.refine_labels()
+            self.tracker.reset()
+            self.log("train/refined_superpixels", float(self.last_flipped))
+
+    @torch.no_grad()
+    def refine_labels(self) -> Path:
+        """Run one refinement round over the training images and save the refined label set.
+
+        Returns:
+            The folder of the new label set (``round_XX`` with ``manifest.json``).
+
+        Raises:
+            RuntimeError: Without a DataModule serving superpixels.
+        """
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        hook = getattr(dm, "extra_maps", None)
+        if dm is None or hook is None or dm.train_dataset is None:
+            raise RuntimeError(
+                "refinement needs a set-up DataModule whose data.superpixels is source cpu/cache"
+            )
+        records = list({r.id: r for r in dm.train_dataset.records}.values())
+        transform = build_transforms(dm.train_transforms, dm.image_size, "val")
+        dataset = SegmentationDataset(
+            records, dm.num_classes, dm.in_channels, transform, "val", dm.seed, hook
+        )
+        was_training = [n.training for n in self.nets]
+        for net in self.nets:
+            net.eval()
+        stats: dict[str, dict[str, int]] = {}
+        for item in dataset:
+            image = item["image"][None].to(self.device)
+            probs = torch.stack([_main_output(n(image)).softmax(1)[0] for n in self.nets]).mean(0)
+            sp = item["superpixels"].to(self.device)
+            key = item["id"]
+            old = self.flips.get(key)
+            labels = item["mask"].to(self.device)
+            if old is not None:
+                labels = apply_flips(labels, sp, old)
+            new = superpixel_flips(probs, labels, sp, self.hparams.refine_threshold)
+            self.flips[key] = merge_flips(old, new).cpu()
+            stats[key] = {"flipped_superpixels": int((new >= 0).sum())}
+        for net, mode in zip(self.nets, was_training, strict=True):
+            net.train(mode)
+        self.refine_rounds += 1
+        masks = {}
+        for record in records:
+            clean = torch.from_numpy(read_mask(record.mask, dm.num_classes))
+            sp_full = torch.from_numpy(hook(record, read_image(record.image, dm.in_channels))["superpixels"])
+            refined = apply_flips(clean, sp_full.long(), self.flips[record.id]).numpy()
+            stats[record.id]["changed_pixels"] = int((refined != clean.numpy()).sum())
+            masks[record.id] = refined
+        base = self.hparams.refined_labels_dir or str(
+            Path(local_log_dir(self.trainer) or ".") / "refined_labels"
+        )
+        manifest = {
+            "round": self.refine_rounds,
+            "epoch": self.current_epoch,
+            "threshold": self.hparams.refine_threshold,
+            "method": self.hparams.method,
+            "images": stats,
+            "source_masks": {r.id: str(r.mask) for r in records},
+        }
+        out = write_label_set_atomic(
+            Path(base) / f"round_{self.refine_rounds:02d}", masks, manifest, self._write_mask
+        )
+        self.last_flipped = sum(s["flipped_superpixels"] for s in stats.values())
+        return out
+
+    def _write_mask(self, path: Path, labels: np.ndarray) -> None:
+        array = (labels > 0).astype(np.uint8) * 255 if self.num_classes == 2 else labels.astype(np.uint8)
+        write_png_atomic(path, array)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the refinement state (flip tables, tracker) and the resolved keep rates."""
+        checkpoint["noisy_label_state"] = {
+            "flips": {k: v.tolist() for k, v in self.flips.items()},
+            "tracker": self.tracker.state_dict(),
+            "rounds": self.refine_rounds,
+            "keep_rates": self.keep_rates,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore :meth:`on_save_checkpoint`'s state."""
+        state = checkpoint.get("noisy_label_state")
+        if state is None:
+            return
+        self.flips = {k: torch.tensor(v, dtype=torch.long) for k, v in state["flips"].items()}
+        self.tracker.load_state_dict(state["tracker"])
+        self.refine_rounds = int(state["rounds"])
+        self.keep_rates = state["keep_rates"]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """One optimizer over both peers + an epoch-wise schedule."""
+        hp = self.hparams
+        optimizer = build_optimizer(self.nets.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        scheduler = build_scheduler(
+            optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs, hp.min_lr_factor
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

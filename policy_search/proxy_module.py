@@ -1,0 +1,320 @@
+"""The proxy objective of a (k, n) policy as a test-only LightningModule (autoSMIM's search trial).
+
+``python run.py --cfg configs/config_search.yaml --aug_k K --aug_n N`` evaluates frozen inpainting and
+jigsaw models on the test loader (the validation split: ``data.test_split: val``) with every image
+masked by ``n`` of its superpixels (maps from ``data.superpixels`` with ``n_segments = k``), and
+puts ``NormLoss(jigsaw) - NormLoss(inpainting)`` into ``test_summary["mean"]["objective"]``.
+Runs on one device (per-batch losses are not gathered across DDP ranks).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.test_results import local_log_dir, write_test_results
+from policy_search.objectives import (
+    PENALTY,
+    Penalty,
+    half_k_penalty,
+    norm_loss,
+    penalised_value,
+    proxy_objective,
+    real_count_penalty,
+)
+from pretext.ops import fill_masked, jigsaw_batch, masked_mse
+from pretext.superpixel_masking import draw_superpixel_masks, sample_seed
+
+log = logging.getLogger(__name__)
+
+
+def load_frozen(class_path: str, checkpoint: str, **overrides: Any) -> L.LightningModule:
+    """Load a LightningModule from its checkpoint, in eval mode with gradients off.
+
+    Args:
+        class_path: ``module.Class`` of the saved module, e.g. ``pretext.jigsaw.JigsawProbe``.
+        checkpoint: Lightning checkpoint written by that module's training run.
+        **overrides: Hyper-parameters replacing the saved ones (e.g. ``encoder_checkpoint=None``: the
+            full state dict is loaded anyway, so the file it named need not exist any more).
+
+    Returns:
+        The frozen module on the CPU.
+
+    Raises:
+        FileNotFoundError: Missing checkpoint (never a silent random init).
+        ValueError: A ``class_path`` that does not name a LightningModule class.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {checkpoint} for {class_path} does not exist (train it first, e.g. "
+            "`python -m policy_search.prepare_sample` for the sample search)"
+        )
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise ValueError(f"{class_path!r} does not name a LightningModule class (module.Class)")
+    model = cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=False, **overrides)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+@dataclass
+class BatchLosses:
+    """Losses of one batch under one policy.
+
+    Attributes:
+        jigsaw: Cross-entropy of the jigsaw probe on the shuffled masked images.
+        inpainting: Masked MSE of the inpainting model.
+        masked_fraction: Mean fraction of masked pixels.
+    """
+
+    jigsaw: float
+    inpainting: float
+    masked_fraction: float
+
+
+def superpixel_counts(labels: Tensor) -> list[int]:
+    """Real number of distinct superpixels in each map.
+
+    Shape:
+        labels ``[B, H, W]`` -> ``B`` ints.
+    """
+    return [int(torch.unique(labels[b]).numel()) for b in range(labels.shape[0])]
+
+
+def policy_masks(labels: Tensor, indices: list[int], n: int, seed: int, k: int | None = None) -> Tensor:
+    """Masks of ``n`` superpixels per image, seeded per sample so a (k, n, seed) is reproducible.
+
+    Shape:
+        labels ``[B, H, W]`` -> float ``[B, 1, H, W]``.
+    """
+    seeds = [sample_seed(seed, "test", 0, i) for i in indices]
+    masks = draw_superpixel_masks(labels, seeds, n=n, on_excess="error", k=k, indices=indices)
+    return masks.mask.unsqueeze(1).float()
+
+
+def jigsaw_generator(seed: int, indices: list[int]) -> torch.Generator:
+    """Generator of the tile permutations: depends on seed and image indices only, not on (k, n)."""
+    state = np.random.SeedSequence([int(seed), 7, *indices]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+@torch.no_grad()
+def evaluate_batch(
+    inpainting: nn.Module,
+    jigsaw: nn.Module,
+    batch: dict[str, Any],
+    n: int,
+    seed: int,
+    fill: str = "zero",
+    k: int | None = None,
+) -> BatchLosses:
+    """Jigsaw and inpainting losses of one batch masked with ``n`` superpixels per image.
+
+    Args:
+        inpainting: Module called as ``inpainting(masked_image, mask)`` returning the reconstruction.
+        jigsaw: Module called on tiles ``[B, 4, C, h, w]`` returning 24 permutation logits.
+        batch: ``image`` ``[B, C, H, W]``, ``superpixels`` ``[B, H, W]``, ``index`` ``[B]``.
+        n: Superpixels masked per image (must be below every image's real count).
+        seed: Seed of masks and permutations.
+        fill: How hidden pixels are filled (``zero`` = black, the paper).
+        k: Requested superpixels, for error messages.
+
+    Returns:
+        The :class:`BatchLosses`.
+    """
+    image = batch["image"]
+    indices = [int(i) for i in batch["index"]]
+    mask = policy_masks(batch["superpixels"], indices, n, seed, k).to(image.device, image.dtype)
+    masked = fill_masked(image, mask, fill)  # type: ignore[arg-type]
+    inpainting_loss = masked_mse(inpainting(masked, mask), image, mask)
+    tiles, labels = jigsaw_batch(masked, jigsaw_generator(seed, indices))
+    jigsaw_loss = F.cross_entropy(jigsaw(tiles), labels)
+    return BatchLosses(float(jigsaw_loss), float(inpainting_loss), float(mask.mean()))
+
+
+def nni_active() -> bool:
+    """True inside an NNI trial (the training service sets ``NNI_PLATFORM``)."""
+    return bool(os.environ.get("NNI_PLATFORM")) and os.environ.get("NNI_PLATFORM") != "unittest"
+
+
+class PolicyProxyObjective(L.LightningModule):
+    """Test-only module: the proxy objective of one (k, n) policy on the test loader.
+
+    ``k`` comes from ``data.init_args.superpixels.params.n_segments`` (``--aug_k``), ``n`` from
+    ``n_masked`` (``--aug_n``). ``test_summary["mean"]`` holds ``objective``, ``norm_loss_jigsaw``,
+    ``norm_loss_inpainting``, ``raw_jigsaw``, ``raw_inpainting`` (mean per-batch losses),
+    ``masked_fraction`` and ``penalised`` (0/1); a penalised policy reports ``penalty`` as the
+    objective and its reason in ``test_summary["penalty_reason"]`` and the log.
+
+    Args:
+        inpainting_checkpoint: Checkpoint of the MIM model (step 1 of autoSMIM).
+        jigsaw_checkpoint: Checkpoint of the jigsaw probe trained on that MIM encoder.
+        in_channels: Image channels (linked from the data section; must match the checkpoints).
+        n_masked: Superpixels masked per image (autoSMIM's ``n``).
+        fill: Fill of hidden pixels (``zero`` = black, the paper).
+        seed: Seed of masks and tile permutations (the same seed gives the same objective).
+        penalty: Objective reported for a penalised policy (autoSMIM: 10).
+        penalise_half_k: Apply autoSMIM's ``n > k/2`` rule (``n >= real count`` always applies).
+        report_to_nni: Report the running objective per batch as NNI intermediate results; None = only
+            inside an NNI trial.
+        inpainting_class: Class of the inpainting checkpoint.
+        jigsaw_class: Class of the jigsaw checkpoint.
+    """
+
+    needs_fit = False
+    has_test = True
+    monitor = ("test/objective", "min")
+
+    def __init__(
+        self,
+        inpainting_checkpoint: str,
+        jigsaw_checkpoint: str,
+        in_channels: int = 3,
+        n_masked: int = 128,
+        fill: Literal["zero", "mean"] = "zero",
+        seed: int = 42,
+        penalty: float = PENALTY,
+        penalise_half_k: bool = True,
+        report_to_nni: bool | None = None,
+        inpainting_class: str = "pretext.inpainting.SuperpixelInpainting",
+        jigsaw_class: str = "pretext.jigsaw.JigsawProbe",
+    ) -> None:
+        super().__init__()
+        if n_masked < 1:
+            raise ValueError(f"model.init_args.n_masked must be >= 1, got {n_masked}")
+        self.save_hyperparameters()
+        self.inpainting = load_frozen(inpainting_class, inpainting_checkpoint, encoder_weights=None)
+        self.jigsaw = load_frozen(
+            jigsaw_class,
+            jigsaw_checkpoint,
+            encoder_weights=None,
+            encoder_checkpoint=None,
+            freeze_encoder=False,
+        )
+        for name, model in (("inpainting", self.inpainting), ("jigsaw", self.jigsaw)):
+            saved = model.hparams.get("in_channels")
+            if saved is not None and saved != in_channels:
+                raise ValueError(
+                    f"{name} checkpoint {getattr(self.hparams, name + '_checkpoint')} was trained on "
+                    f"{saved}-channel images but data.in_channels={in_channels}"
+                )
+        self.k: int | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._penalty: Penalty | None = None
+
+    def on_test_start(self) -> None:
+        """Read k from the data section and apply the ``n > k/2`` rule before any batch."""
+        config = getattr(self.trainer.datamodule, "superpixels", None)
+        if config is None or config.source == "gpu":
+            raise ValueError(
+                "the proxy objective needs superpixel maps in the batch: set data.init_args.superpixels "
+                "with source 'cpu' or 'cache'"
+            )
+        self.k = config.params.get("n_segments")
+        self._reset()
+        if self.hparams.penalise_half_k:
+            self._penalty = half_k_penalty(self.k, self.hparams.n_masked)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Per-batch losses under the policy; stops evaluating once the policy is penalised."""
+        if self._penalty is not None:
+            return
+        counts = superpixel_counts(batch["superpixels"])
+        self._penalty = real_count_penalty(self.k, self.hparams.n_masked, counts, list(batch["id"]))
+        if self._penalty is not None:
+            return
+        # Eval mode each batch: Lightning's test loop leaves children as they are, frozen probes
+        # override train() and must keep their BatchNorm statistics.
+        self.inpainting.eval()
+        self.jigsaw.eval()
+        losses = evaluate_batch(
+            self.inpainting,
+            self.jigsaw,
+            batch,
+            self.hparams.n_masked,
+            self.hparams.seed,
+            self.hparams.fill,
+            self.k,
+        )
+        self._rows.append(
+            {
+                "id": f"batch_{batch_idx:05d}",
+                "jigsaw": losses.jigsaw,
+                "inpainting": losses.inpainting,
+                "masked_fraction": losses.masked_fraction,
+                "min_count": min(counts),
+            }
+        )
+        running = proxy_objective([r["jigsaw"] for r in self._rows], [r["inpainting"] for r in self._rows])
+        if self._report_to_nni():
+            import nni
+
+            nni.report_intermediate_result(float(running))
+
+    def _report_to_nni(self) -> bool:
+        flag = self.hparams.report_to_nni
+        return nni_active() if flag is None else bool(flag)
+
+    def on_test_epoch_end(self) -> None:
+        """Build ``test_summary`` (and write ``test_per_image.csv``: one row per batch + the summary JSON)."""
+        jig = [r["jigsaw"] for r in self._rows]
+        inp = [r["inpainting"] for r in self._rows]
+        mean: dict[str, float] = {
+            "raw_jigsaw": float(np.mean(jig)) if jig else float("nan"),
+            "raw_inpainting": float(np.mean(inp)) if inp else float("nan"),
+            "masked_fraction": float(np.mean([r["masked_fraction"] for r in self._rows]))
+            if jig
+            else float("nan"),
+        }
+        summary: dict[str, Any] = {"num_batches": len(self._rows), "k": self.k, "n": self.hparams.n_masked}
+        if self._penalty is not None:
+            mean.update(
+                objective=penalised_value(self._penalty, self.hparams.penalty),
+                penalised=1.0,
+                norm_loss_jigsaw=float("nan"),
+                norm_loss_inpainting=float("nan"),
+            )
+            summary["penalty_rule"] = self._penalty.rule
+            summary["penalty_reason"] = self._penalty.reason
+        else:
+            if not self._rows:
+                raise ValueError("the test loader served no batch: nothing to evaluate the policy on")
+            mean.update(
+                objective=proxy_objective(jig, inp),
+                penalised=0.0,
+                norm_loss_jigsaw=norm_loss(jig),
+                norm_loss_inpainting=norm_loss(inp),
+            )
+            log.info(
+                "policy k=%s n=%s: objective %.6f over %d batches",
+                self.k,
+                self.hparams.n_masked,
+                mean["objective"],
+                len(self._rows),
+            )
+        summary["mean"] = mean
+        for key, value in mean.items():
+            self.log(f"test/{key}", value)
+        log_dir = local_log_dir(self.trainer)
+        if log_dir is not None:
+            write_test_results(self._rows, summary, log_dir)
+        self.test_summary = summary
+
+    def configure_optimizers(self) -> None:
+        """Nothing is trained."""
+        return None

@@ -1,0 +1,211 @@
+"""Superpixel-inpainting masked image modelling (autoSMIM): hide n superpixels, reconstruct them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.optim import build_optimizer, build_scheduler
+from models.registry import create_model
+from models.test_results import gather_rows, local_log_dir, summarise_rows, write_test_results
+from pretext.ops import fill_masked, masked_mse, paper_mse_x100
+from pretext.superpixel_masking import MaskBatch, SuperpixelMasker, match_data_config
+
+
+def per_image_masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Masked MSE of each image separately (NaN for an image with nothing masked).
+
+    Shape:
+        pred, target ``[B, C, H, W]``; mask ``[B, 1, H, W]`` float -> ``[B]``.
+    """
+    squared = ((pred - target) ** 2 * mask).flatten(1).sum(1)
+    area = mask.flatten(1).sum(1) * pred.shape[1]
+    return squared / area
+
+
+class SuperpixelInpainting(L.LightningModule):
+    """U-Net that reconstructs randomly masked superpixels (autoSMIM's MIM pretext task).
+
+    The network (``self.net``: ``encoder``/``decoder``/``segmentation_head``) maps the masked image to
+    ``in_channels`` outputs, clamped to ``[-1, 1]`` and multiplied by the mask. The loss is the MSE over
+    masked pixels (normalised by masked area); the paper's ``100 x MSE`` over all pixels is logged as
+    ``*/mse_x100``. Downstream segmentation loads ``net.encoder.*`` from its checkpoints.
+
+    Args:
+        in_channels: Image channels (linked from the data section); also the output channels.
+        encoder_name: smp encoder, e.g. ``tu-tf_efficientnetv2_s`` (paper) or ``resnet18``.
+        encoder_weights: Local file of encoder weights (e.g. ImageNet), None = random init.
+        decoder_channels: U-Net decoder widths.
+        n_masked: Superpixels masked per image (autoSMIM's ``n``; ``--aug_n``).
+        mask_ratio: Alternative to ``n_masked`` (set ``n_masked: null``): masked area fraction.
+        fill: Value of hidden pixels: ``zero`` (black, the paper), ``mean`` or ``noise``.
+        on_excess: ``error`` when a map has fewer than ``n_masked`` superpixels, or ``clamp`` (mask all
+            of them; the share of clamped images is logged as ``*/clamped_fraction``).
+        superpixel_source: ``batch`` (maps served by the DataModule, ``source: cache|cpu``) or ``gpu``
+            (computed here after augmentation with the torch backend).
+        superpixel_method: Method for ``gpu``.
+        superpixel_params: Method parameters for ``gpu`` (e.g. ``{n_segments: 512, compactness: 10}``).
+        optimizer: ``adam`` (paper), ``adamw`` or ``sgd``.
+        lr: Base learning rate.
+        weight_decay: Weight decay.
+        scheduler: ``cosine`` (paper), ``poly``, ``step`` or ``none`` (epoch-wise).
+        warmup_epochs: Linear warm-up epochs.
+        min_lr_factor: Floor of the schedule as a fraction of ``lr``.
+        seed: Seed of the masks (per sample from ``(seed, stage, epoch, index)``) and noise fills.
+    """
+
+    monitor = ("val/loss", "min")
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        encoder_name: str = "tu-tf_efficientnetv2_s",
+        encoder_weights: str | None = None,
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+        n_masked: int | None = 128,
+        mask_ratio: float | None = None,
+        fill: Literal["zero", "mean", "noise"] = "zero",
+        on_excess: Literal["error", "clamp"] = "error",
+        superpixel_source: Literal["batch", "gpu"] = "batch",
+        superpixel_method: Literal["slic", "felzenszwalb"] = "slic",
+        superpixel_params: dict[str, Any] | None = None,
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
+        warmup_epochs: int = 0,
+        min_lr_factor: float = 0.0,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        if mask_ratio is not None and n_masked is not None:
+            raise ValueError(
+                f"model: mask_ratio={mask_ratio} and n_masked={n_masked} are both set; "
+                "give one (set n_masked: null to mask by area)"
+            )
+        self.save_hyperparameters()
+        self.net = create_model(
+            "encoder_unet",
+            in_channels=in_channels,
+            num_classes=in_channels,
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+        )
+        self.masker = SuperpixelMasker(
+            n_masked=n_masked,
+            mask_ratio=mask_ratio,
+            on_excess=on_excess,
+            source=superpixel_source,
+            method=superpixel_method,
+            params=dict(superpixel_params or {}),
+            seed=seed,
+        )
+        self.fill = fill
+        self._test_rows: list[dict[str, Any]] = []
+
+    def setup(self, stage: str) -> None:
+        """Check the data's superpixel source against ours and learn k (for error messages)."""
+        match_data_config(self.masker, getattr(self.trainer, "datamodule", None))
+
+    def forward(self, masked_image: Tensor, mask: Tensor) -> Tensor:
+        """Reconstruction inside the mask (zero outside).
+
+        Shape:
+            masked_image ``[B, C, H, W]``, mask ``[B, 1, H, W]`` float -> ``[B, C, H, W]``.
+        """
+        return self.net(masked_image).clamp(-1.0, 1.0) * mask
+
+    def _noise_generator(self, batch: dict[str, Any], stage: str) -> torch.Generator | None:
+        if self.fill != "noise":
+            return None
+        words = [self.hparams.seed, self.current_epoch if stage == "train" else 0, *map(int, batch["index"])]
+        seed = int(np.random.SeedSequence(words).generate_state(1)[0])
+        return torch.Generator().manual_seed(seed)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+        image = batch["image"]
+        masks: MaskBatch = self.masker(batch, stage, self.current_epoch)
+        mask = masks.mask.unsqueeze(1).to(image.dtype)
+        masked = fill_masked(image, mask, self.fill, self._noise_generator(batch, stage))
+        pred = self(masked, mask)
+        loss = masked_mse(pred, image, mask)
+        size = image.shape[0]
+        sync = stage != "train"
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=sync,
+            batch_size=size,
+        )
+        values = {
+            "mse_x100": paper_mse_x100(pred.detach(), image, mask),
+            "masked_fraction": masks.masked_fraction.mean(),
+            "clamped_fraction": masks.clamped.float().mean(),
+        }
+        for key, value in values.items():
+            self.log(
+                f"{stage}/{key}",
+                value.to(self.device),
+                on_step=False,
+                on_epoch=True,
+                sync_dist=sync,
+                batch_size=size,
+            )
+        return loss, {"masked": masked, "pred": pred, "mask": mask, "fraction": masks.masked_fraction}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step (masks drawn per sample from seed, epoch and index)."""
+        loss, _ = self._step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Loss on fixed validation masks; returns tensors for :class:`pretext.visuals.InpaintingGrid`."""
+        loss, out = self._step(batch, "val")
+        return {"loss": loss, **out}
+
+    def on_test_epoch_start(self) -> None:
+        """Reset the per-image test accumulators."""
+        self._test_rows = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Per-image masked MSE, paper MSE x100 and masked fraction."""
+        _, out = self._step(batch, "test")
+        image, pred, mask = batch["image"], out["pred"], out["mask"]
+        mse = per_image_masked_mse(pred, image, mask)
+        paper = 100.0 * ((pred - image * mask) ** 2).flatten(1).mean(1)
+        for i, image_id in enumerate(batch["id"]):
+            self._test_rows.append(
+                {
+                    "id": image_id,
+                    "loss": float(mse[i]),
+                    "mse_x100": float(paper[i]),
+                    "masked_fraction": float(out["fraction"][i]),
+                }
+            )
+
+    def on_test_epoch_end(self) -> None:
+        """Gather rows from all ranks, write ``test_per_image.csv`` + ``test_summary.json``."""
+        rows = gather_rows(self._test_rows)
+        summary = summarise_rows(rows)
+        log_dir = local_log_dir(self.trainer)
+        if self.trainer.is_global_zero and log_dir is not None:
+            write_test_results(rows, summary, log_dir)
+        self.test_summary = summary
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Optimizer + epoch-wise schedule (paper: Adam, cosine)."""
+        hp = self.hparams
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        optimizer = build_optimizer(params, hp.optimizer, hp.lr, hp.weight_decay)
+        scheduler = build_scheduler(
+            optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs, hp.min_lr_factor
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
