@@ -66,7 +66,6 @@ def stop_everything(experiment: object, started: list[psutil.Process]) -> None:
             p.kill()
 
 
-@pytest.mark.slow
 def test_experiment_trials_succeed_and_crash_is_failed(tmp_path: Path) -> None:
     from nni.experiment import Experiment
 
@@ -103,16 +102,18 @@ def test_experiment_trials_succeed_and_crash_is_failed(tmp_path: Path) -> None:
                 break
             started.extend(descendants(experiment))
             time.sleep(2)
-        by_root = {j.hyperParameters[0].parameters["data.init_args.root"]: j for j in jobs}
-        assert len(by_root) == 3, [j.status for j in jobs]
-        for root in good_roots:
-            job = by_root[root]
-            assert job.status == "SUCCEEDED", [(j.trialJobId, j.status, j.hyperParameters) for j in jobs]
-            assert isinstance(job.finalMetricData[0].data, float | int | str)
-        failed = by_root[str(bad_root)]
-        assert failed.status == "FAILED"
-        stderr = (Path(failed.logPath.split("://")[-1]) / "trial.stderr").read_text()
-        assert victim.name in stderr and "Traceback" in stderr
+        # list_trial_jobs() may pair a job with another job's parameters under concurrency, so the
+        # check counts outcomes: the two good roots succeed, the broken one fails with its traceback.
+        statuses = sorted(j.status for j in jobs)
+        assert statuses == ["FAILED", "SUCCEEDED", "SUCCEEDED"], [(j.trialJobId, j.status) for j in jobs]
+        for job in jobs:
+            if job.status == "SUCCEEDED":
+                assert isinstance(job.finalMetricData[0].data, float | int | str)
+        failed = next(j for j in jobs if j.status == "FAILED")
+        stderr = (Path(failed.logPath.split("://")[-1]) / "trial.stderr").read_text(
+            encoding="utf-8", errors="replace"
+        )
+        assert victim.name in stderr and "Traceback" in stderr and str(bad_root) in stderr
         experiment_id = experiment.id
     finally:
         stop_everything(experiment, started)
