@@ -64,6 +64,20 @@ def overlay_grid(
     return np.concatenate(rows, axis=0)
 
 
+def grid_dir(trainer: L.Trainer, batch_idx: int, every_n_epochs: int, subdir: str) -> Path | None:
+    """Where a validation-grid callback writes this epoch's PNG, or None when it should not write.
+
+    Only rank 0 writes, only for the first validation batch of every ``every_n_epochs``-th epoch and
+    never during the sanity check; the run directory is found without a DDP collective.
+    """
+    if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
+        return None
+    if trainer.current_epoch % every_n_epochs:
+        return None
+    log_dir = local_log_dir(trainer)
+    return None if log_dir is None else Path(log_dir) / subdir
+
+
 class PredictionOverlays(L.Callback):
     """Save a PNG of a few validation predictions every ``every_n_epochs`` epochs.
 
@@ -92,22 +106,13 @@ class PredictionOverlays(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         """Save the grid of the first validation batch (rank 0 only)."""
-        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if (
-            trainer.current_epoch % self.every_n_epochs
-            or not isinstance(outputs, dict)
-            or "preds" not in outputs
-        ):
+        out = grid_dir(trainer, batch_idx, self.every_n_epochs, "overlays")
+        if out is None or not isinstance(outputs, dict) or "preds" not in outputs:
             return
         n = min(self.num_images, batch["image"].shape[0])
         with torch.no_grad():
             grid = overlay_grid(
                 batch["image"][:n], batch["mask"][:n], outputs["preds"][:n], self.mean, self.std
             )
-        log_dir = local_log_dir(trainer)
-        if log_dir is None:
-            return
-        out = Path(log_dir) / "overlays"
         out.mkdir(parents=True, exist_ok=True)
         iio.imwrite(out / f"epoch_{trainer.current_epoch:03d}.png", grid)

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.overlays import to_uint8_image
-from models.test_results import local_log_dir
+from models.overlays import grid_dir, to_uint8_image
 
 
 def inpainting_grid(masked: Tensor, pred: Tensor, target: Tensor, mask: Tensor) -> np.ndarray:
@@ -80,21 +79,17 @@ class InpaintingGrid(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         """Write the grid of the first batch (rank 0 only, never during the sanity check)."""
-        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if trainer.current_epoch % self.every_n_epochs:
+        out = grid_dir(trainer, batch_idx, self.every_n_epochs, "inpainting")
+        if out is None:
             return
         if not isinstance(outputs, dict) or not {"masked", "pred", "mask"} <= set(outputs):
             raise ValueError(
                 "InpaintingGrid needs validation_step to return a dict with 'masked', 'pred' and 'mask'; "
                 f"got {type(outputs).__name__} {sorted(outputs) if isinstance(outputs, dict) else ''}"
             )
-        log_dir = local_log_dir(trainer)
-        if log_dir is None:
-            return
         n = min(self.num_images, batch["image"].shape[0])
         with torch.no_grad():
             grid = inpainting_grid(
                 outputs["masked"][:n], outputs["pred"][:n], batch["image"][:n], outputs["mask"][:n]
             )
-        write_png_atomic(Path(log_dir) / "inpainting" / f"epoch_{trainer.current_epoch:03d}.png", grid)
+        write_png_atomic(out / f"epoch_{trainer.current_epoch:03d}.png", grid)
