@@ -12,7 +12,7 @@ from torch import Tensor
 from models.optim import build_optimizer, build_scheduler
 from models.registry import create_model
 from models.test_results import gather_rows, local_log_dir, summarise_rows, write_test_results
-from pretext.ops import fill_masked, masked_mse, paper_mse_x100
+from pretext.ops import fill_masked, log_stage, masked_mse, paper_mse_x100
 from pretext.superpixel_masking import MaskBatch, SuperpixelMasker, match_data_config
 
 
@@ -134,31 +134,12 @@ class SuperpixelInpainting(L.LightningModule):
         masked = fill_masked(image, mask, self.fill, self._noise_generator(batch, stage))
         pred = self(masked, mask)
         loss = masked_mse(pred, image, mask)
-        size = image.shape[0]
-        sync = stage != "train"
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=sync,
-            batch_size=size,
-        )
         values = {
             "mse_x100": paper_mse_x100(pred.detach(), image, mask),
             "masked_fraction": masks.masked_fraction.mean(),
             "clamped_fraction": masks.clamped.float().mean(),
         }
-        for key, value in values.items():
-            self.log(
-                f"{stage}/{key}",
-                value.to(self.device),
-                on_step=False,
-                on_epoch=True,
-                sync_dist=sync,
-                batch_size=size,
-            )
+        log_stage(self, stage, loss, values, image.shape[0])
         return loss, {"masked": masked, "pred": pred, "mask": mask, "fraction": masks.masked_fraction}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

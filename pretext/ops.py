@@ -7,7 +7,7 @@ Images are normalised to ``[-1, 1]`` (Normalize(0.5, 0.5)); every random choice 
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -187,3 +187,34 @@ def jigsaw_batch(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Te
     order = torch.tensor([JIGSAW_PERMUTATIONS[int(k)] for k in labels], device=images.device)
     index = order.view(-1, 4, 1, 1, 1).expand_as(tiles)
     return torch.gather(tiles, 1, index), labels.to(images.device)
+
+
+def log_stage(module: Any, stage: str, loss: Tensor, metrics: dict[str, Tensor], batch_size: int) -> None:
+    """Log ``<stage>/loss`` (progress bar) and ``<stage>/<metric>`` epoch means; synced off-train.
+
+    Args:
+        module: The LightningModule logging the values.
+        stage: ``train``, ``val`` or ``test``.
+        loss: Scalar loss of the batch.
+        metrics: Extra scalar tensors of the batch.
+        batch_size: Samples in the batch (weights the epoch mean).
+    """
+    sync = stage != "train"
+    module.log(
+        f"{stage}/loss",
+        loss,
+        on_step=False,
+        on_epoch=True,
+        prog_bar=True,
+        sync_dist=sync,
+        batch_size=batch_size,
+    )
+    for key, value in metrics.items():
+        module.log(
+            f"{stage}/{key}",
+            value.to(module.device),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=sync,
+            batch_size=batch_size,
+        )

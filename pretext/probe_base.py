@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from models.checkpoints import load_pretrained
 from models.optim import build_optimizer, build_scheduler
 from models.registry import create_model
+from pretext.ops import log_stage
 from pretext.superpixel_masking import STAGE_CODES
 
 log = logging.getLogger(__name__)
@@ -120,18 +121,7 @@ class ProbeModule(L.LightningModule):
     def _run(self, batch: dict[str, Any], stage: str) -> Tensor:
         loss, metrics = self._step(batch, stage)
         size = batch["image"].shape[0]
-        sync = stage != "train"
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=sync,
-            batch_size=size,
-        )
-        for key, value in metrics.items():
-            self.log(f"{stage}/{key}", value, on_step=False, on_epoch=True, sync_dist=sync, batch_size=size)
+        log_stage(self, stage, loss, metrics, size)
         if stage == "test":
             self._test_sums["loss"] = self._test_sums.get("loss", 0.0) + loss.detach().double() * size
             for key, value in metrics.items():
