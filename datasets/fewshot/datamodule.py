@@ -79,6 +79,8 @@ class FewShotDataModule(L.LightningDataModule):
         clip_windows: Optional ``{scan_id: [low, high]}`` clipping before normalising (e.g. raw HU).
         image_size: Slices are padded square and resized to this size.
         split: Explicit ``{"support": id, "queries": [...], "train": [...]}``; else from the folds.
+            A query may be the support scan itself (within-scan evaluation, for data with one
+            labelled scan per modality): its support slices are then left out of the queries.
         n_folds: Folds over the sorted scan ids (when ``split`` is None).
         fold: Fold of this run (one run trains and tests one fold; see ``aggregate_folds``).
         support_index: Which scan of the fold's test chunk is the support.
@@ -231,11 +233,18 @@ class FewShotDataModule(L.LightningDataModule):
                 if not gt.any():
                     logger.warning("query scan %r has no %s (id %d): not evaluated for it", qry, organ, cid)
                     continue
-                plan = query_plan(class_slices(self.labels[qry], cid, f"query scan {qry!r}"), supports)
+                # Within-scan evaluation (the query is the support scan): its support slices are
+                # not queries, and the 3D Dice counts only the slices that are.
+                plan = query_plan(
+                    class_slices(self.labels[qry], cid, f"query scan {qry!r}"),
+                    supports,
+                    exclude=supports if qry == sup else (),
+                )
+                gt_total = int(gt[[qz for qz, _ in plan]].sum()) if qry == sup else int(gt.sum())
                 middle = plan[len(plan) // 2][0]
                 items += [
                     {"organ": organ, "class_id": cid, "support_scan": sup, "support_z": sz, "query_scan": qry,
-                     "query_z": qz, "gt_total": int(gt.sum()), "overlay": qz == middle}
+                     "query_z": qz, "gt_total": gt_total, "overlay": qz == middle}
                     for qz, sz in plan
                 ]  # fmt: skip
         return items

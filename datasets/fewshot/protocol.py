@@ -51,16 +51,35 @@ def support_slices(z_range: tuple[int, int], n_parts: int = 3) -> list[int]:
     return out
 
 
-def query_plan(query_range: tuple[int, int], supports: Sequence[int]) -> list[tuple[int, int]]:
+def query_plan(
+    query_range: tuple[int, int], supports: Sequence[int], exclude: Iterable[int] = ()
+) -> list[tuple[int, int]]:
     """``(query_z, support_z)`` for every slice of the query's class range.
 
     The query range is split into ``len(supports)`` chunks by relative position (so a short query
     range may skip a chunk, a long one reuses each chunk's support for several slices).
+
+    Args:
+        query_range: Inclusive first and last slice of the class in the query scan.
+        supports: Support slice per chunk (:func:`support_slices`).
+        exclude: Query slices left out of the plan: the support slices themselves when the query
+            scan is the support scan (within-scan evaluation), which would otherwise be segmented
+            with their own annotation.
+
+    Raises:
+        ValueError: When every slice of the range is excluded.
     """
     q0, q1 = query_range
     n = q1 - q0 + 1
     parts = len(supports)
-    return [(q0 + i, supports[(i * parts) // n]) for i in range(n)]
+    skip = set(exclude)
+    plan = [(q0 + i, supports[(i * parts) // n]) for i in range(n) if q0 + i not in skip]
+    if not plan:
+        raise ValueError(
+            f"query_plan: every slice of the query range {query_range} is excluded {sorted(skip)}; "
+            "expected at least one slice to segment"
+        )
+    return plan
 
 
 def dice_3d(pred: np.ndarray, gt: np.ndarray) -> float:

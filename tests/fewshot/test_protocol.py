@@ -40,6 +40,12 @@ def test_query_plan_uses_the_chunk_support():
     assert query_plan((0, 1), [7, 8, 9]) == [(0, 7), (1, 8)]
 
 
+def test_query_plan_excludes_given_slices():
+    assert query_plan((10, 15), [11, 13, 15], exclude=[11, 13, 15]) == [(10, 11), (12, 13), (14, 15)]
+    with pytest.raises(ValueError, match=r"every slice of the query range \(4, 5\) is excluded"):
+        query_plan((4, 5), [4, 5], exclude=[4, 5])
+
+
 def test_dice_3d_hand_values():
     pred, gt = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
     pred[0, 0, :] = True
@@ -127,6 +133,22 @@ def test_protocol_items_on_a_synthetic_prepared_folder(tmp_path):
     assert {i["gt_total"] for i in items if i["organ"] == "spleen"} == {4 * 4 * 3}
     batch = dm.test_set[0]
     assert batch["support_image"].shape == (3, 24, 24) and batch["query_mask"].sum() == 6 * 8
+
+
+def test_within_scan_queries_skip_the_support_slices(tmp_path):
+    # The query is the support scan: its support slices (3, 6, 9 for the liver; 4, 5, 6 cover the whole
+    # spleen, so it has nothing left to query and is an error) are not segmented with their own masks.
+    root = _synthetic_prepared(tmp_path / "prep")
+    dm = _dm(root, organs=["liver"], split={"support": "sup", "queries": ["sup"], "train": ["qry"]})
+    dm.setup("test")
+    items = dm.protocol_items()
+    assert [(i["query_z"], i["support_z"]) for i in items] == [
+        (2, 3), (4, 3), (5, 6), (7, 6), (8, 9), (10, 9)
+    ]  # fmt: skip
+    assert {i["gt_total"] for i in items} == {6 * 8 * 6}  # six evaluated slices of 6x8 liver pixels
+    spleen = _dm(root, organs=["spleen"], split={"support": "sup", "queries": ["sup"], "train": ["qry"]})
+    with pytest.raises(ValueError, match="is excluded"):
+        spleen.setup("test")
 
 
 def test_setting2_removes_training_slices_with_test_classes(tmp_path):
