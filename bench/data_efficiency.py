@@ -17,7 +17,6 @@ SSL-MedSeg transfers the last BYOL epoch). Writes ``results.csv`` (rewritten aft
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from datasets.atomic_io import atomic_path, atomic_write_csv  # noqa: E402
 
 PRETRAIN_CONFIGS = {"byol": "configs/byol_sample.yaml", "mim": "configs/config_inpainting_sample.yaml"}
 FIELDS = ("init", "percent", "seed", "dice", "seconds", "run_dir")
@@ -143,12 +144,7 @@ def finetune(args: argparse.Namespace, init: str, ckpt: str | None, percent: flo
 
 def write_csv(rows: list[dict], path: Path) -> None:
     """Write the rows atomically (temp file + rename)."""
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    atomic_write_csv(path, rows, FIELDS)
 
 
 def summarise(rows: list[dict]) -> dict[tuple[str, float], tuple[float, float, int]]:
@@ -195,10 +191,9 @@ def plot(summary: dict, inits: list[str], percents: list[float], path: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -12,7 +12,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run  # noqa: E402
+from datasets.atomic_io import atomic_write_csv  # noqa: E402
 
 
 def run_one(config: str, runs_dir: Path, seed: int, steps: int, extra: list[str]) -> dict:
@@ -70,18 +70,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     {"steps": steps, "seed": seed, "seconds": round(time.perf_counter() - start, 1), **test}
                 )
                 print(rows[-1], flush=True)
-                _write_csv(out / "fewshot_comparison.csv", rows)
+                atomic_write_csv(out / "fewshot_comparison.csv", rows, list(rows[0]))
     print(markdown_table(rows))
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

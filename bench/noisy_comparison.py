@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -32,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run  # noqa: E402
+from datasets.atomic_io import atomic_path, atomic_write_csv  # noqa: E402
 from datasets.noise.cli import generate_noisy_dataset  # noqa: E402
 from models.config_stack import expand_config  # noqa: E402
 
@@ -118,21 +118,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 }
                 rows.append(row)
                 print(row, flush=True)
-                _write_csv(out / "noisy_comparison.csv", rows)
+                atomic_write_csv(out / "noisy_comparison.csv", rows, list(rows[0]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _plot(rows, out / "noisy_comparison.png")
     print(markdown_table(rows))
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _groups(rows: list[dict]) -> dict[tuple[str, str], list[float]]:
@@ -171,7 +162,8 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("test Dice")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image
+
+from datasets.atomic_io import atomic_path
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
@@ -215,12 +215,5 @@ def write_png_atomic(path: str | Path, array: np.ndarray) -> None:
         raise ValueError(
             f"write_png_atomic({path}): shape must be HxW (8/16-bit) or HxWx3/4 (8-bit), got {array.shape}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp_name, format="PNG")
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import imageio.v3 as iio
 import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 
+from datasets.image_io import write_png_atomic
 from models.test_results import local_log_dir
 
 # Distinct colours for classes 1..N (class 0 = background is left transparent).
@@ -115,4 +115,4 @@ class PredictionOverlays(L.Callback):
                 batch["image"][:n], batch["mask"][:n], outputs["preds"][:n], self.mean, self.std
             )
         out.mkdir(parents=True, exist_ok=True)
-        iio.imwrite(out / f"epoch_{trainer.current_epoch:03d}.png", grid)
+        write_png_atomic(out / f"epoch_{trainer.current_epoch:03d}.png", grid)

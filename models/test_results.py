@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch.distributed as dist
+
+from datasets.atomic_io import atomic_write_text
 
 
 def local_log_dir(trainer: Any) -> str | None:
@@ -52,13 +52,6 @@ def summarise_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_test_results(rows: list[dict[str, Any]], summary: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``test_per_image.csv`` and ``test_summary.json`` into ``out_dir``.
 
@@ -77,6 +70,6 @@ def write_test_results(rows: list[dict[str, Any]], summary: dict[str, Any], out_
     writer = csv.DictWriter(_Sink(), fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(out / "test_per_image.csv", "".join(lines))
-    _atomic_write(out / "test_summary.json", json.dumps(summary, indent=2, allow_nan=True))
+    atomic_write_text(out / "test_per_image.csv", "".join(lines))
+    atomic_write_text(out / "test_summary.json", json.dumps(summary, indent=2, allow_nan=True))
     return out / "test_summary.json"

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from datasets.atomic_io import atomic_path
 
 INPAINTING_CFG = "configs/config_inpainting_sample.yaml"
 JIGSAW_MODEL = {
@@ -42,11 +42,8 @@ JIGSAW_CALLBACKS = [
 
 
 def _copy_atomic(src: str | Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def common_overrides(epochs: int, image_size: int, runs_dir: str, seed: int) -> list[str]:

@@ -20,13 +20,13 @@ import json
 import math
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from datasets.atomic_io import atomic_path, atomic_write_text
 from policy_search.objectives import PENALTY
 
 DEFAULT_EXPERIMENTS_DIR = "~/nni-experiments"
@@ -140,15 +140,6 @@ def format_table(ranked: list[TrialRecord], top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the override file is meant to be shared
-    os.replace(tmp, path)
-
-
 def write_best_policy(best: TrialRecord, path: Path, experiment_id: str) -> Path:
     """Write ``aug_k``/``aug_n`` of the best trial as a config file ``run.py --cfg`` stacks.
 
@@ -167,7 +158,7 @@ def write_best_policy(best: TrialRecord, path: Path, experiment_id: str) -> Path
     body = yaml.safe_dump(
         {"aug_k": int(best.params["aug_k"]), "aug_n": int(best.params["aug_n"])}, sort_keys=False
     )
-    _atomic_write_bytes(path, (header + body).encode())
+    atomic_write_text(path, header + body)
     return path
 
 
@@ -210,11 +201,9 @@ def plot_scatter(records: list[TrialRecord], path: Path, title: str) -> Path:
     if ok or bad:
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

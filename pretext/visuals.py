@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import imageio.v3 as iio
 import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 
+from datasets.image_io import write_png_atomic
 from models.overlays import grid_dir, to_uint8_image
 
 
@@ -39,15 +36,6 @@ def inpainting_grid(masked: Tensor, pred: Tensor, target: Tensor, mask: Tensor) 
         for a, b, c in zip(masked, composite, target, strict=True)
     ]
     return np.concatenate(rows, axis=0)
-
-
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    """Write a PNG through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    iio.imwrite(tmp, image)
-    os.replace(tmp, path)
 
 
 class InpaintingGrid(L.Callback):

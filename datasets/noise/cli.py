@@ -16,7 +16,6 @@ renamed into place, so an interrupted run leaves nothing half-written. A view fo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from datasets.atomic_io import atomic_write_json
 from datasets.image_io import read_mask, write_png_atomic
 from datasets.layouts import find_samples
 from datasets.noise.layout import VIEW_FILENAME
@@ -44,13 +44,6 @@ def _to_png(labels: np.ndarray, num_classes: int) -> np.ndarray:
     if num_classes <= 2:
         return (labels > 0).astype(np.uint8) * 255
     return labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def generate_noisy_dataset(
@@ -135,7 +128,7 @@ def generate_noisy_dataset(
             "images": entries,
         }
         for temp in temps.values():
-            _write_json_atomic(temp / MANIFEST, manifest)
+            atomic_write_json(temp / MANIFEST, manifest)
         for src, dst in out_dirs.items():
             if dst.exists():
                 shutil.rmtree(dst)
@@ -158,7 +151,7 @@ def generate_noisy_dataset(
         "manifests": [str(d / MANIFEST) for d in out_dirs.values()],
         "masks": masks,
     }
-    _write_json_atomic(view_dir / VIEW_FILENAME, view)
+    atomic_write_json(view_dir / VIEW_FILENAME, view)
     return view_dir
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
+from datasets.atomic_io import atomic_path
 from datasets.sample import sources
 from datasets.sample.derive import (
     COMPACT_LABELS,
@@ -168,10 +169,8 @@ def derive_volume(
 
 def _replace_write(path: Path, write) -> None:
     """Write through a temporary sibling then rename, so no half-written file is ever visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_split_pngs(root: Path, splits: dict[str, list[Sample]]) -> None:

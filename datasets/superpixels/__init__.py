@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datasets.superpixels import numba_setup as _numba_setup  # noqa: F401,I001  (first: fork-safe numba)
 from datasets.superpixels.body_mask import body_mask
-from datasets.superpixels.connectivity import connected_components, enforce_connectivity
+from datasets.superpixels.connectivity import enforce_connectivity
 from datasets.superpixels.engine import (
     BACKENDS,
     METHOD_DEFAULTS,
@@ -26,6 +26,7 @@ from datasets.superpixels.quality import (
     segment_count,
     undersegmentation_error,
 )
+from datasets.superpixels.runs import connected_components
 
 __all__ = [
     "BACKENDS",

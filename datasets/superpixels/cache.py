@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 from skimage.transform import resize
 
+from datasets.atomic_io import atomic_write_bytes
 from datasets.superpixels.cache_format import (  # noqa: F401 - MAGIC, CorruptMapError re-exported
     FORMAT_VERSION,
     MAGIC,
@@ -148,18 +148,6 @@ def cache_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class SuperpixelCache:
     """Superpixel maps of one exact spec, stored one file per image id.
 
@@ -247,7 +235,7 @@ class SuperpixelCache:
             )
         blob = encode_map(labels, self.key)
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path_for(image_id), blob)
+        atomic_write_bytes(self.path_for(image_id), blob)
         if record:
             count = self.segment_count(labels) if count is None else count
             self.record([(image_id, int(count), len(blob))])
@@ -262,7 +250,7 @@ class SuperpixelCache:
             manifest = self.read_manifest()
             for image_id, count, nbytes in entries:
                 manifest["images"][image_id] = {"count": int(count), "bytes": int(nbytes)}
-            _atomic_write(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
     def read_manifest(self) -> dict[str, Any]:
         """Return the manifest, or an empty one for this spec if none was written yet.

@@ -8,8 +8,7 @@ pixel, else the one to its left, right or below (skimage takes the last labelled
 search; both are adjacent). Pixels outside an optional mask take no part. Segments are numbered
 consecutively from 0 in raster order of their first pixel, and every label is one 4-connected region.
 
-Pieces are found on horizontal runs with a union-find (rows of SLIC labels are runs of ~step pixels),
-which is ~5x faster than a per-pixel breadth-first search.
+Pieces come from ``runs.py`` (horizontal runs joined by a union-find).
 """
 
 from __future__ import annotations
@@ -17,115 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-
-@numba.njit(cache=True, inline="always")
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:  # path compression
-        nxt = parent[i]
-        parent[i] = root
-        i = nxt
-    return root
-
-
-@numba.njit(cache=True, inline="always")
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    # The smaller index (earlier in raster order) stays root, so roots are the pieces' first runs.
-    if ra < rb:
-        parent[rb] = ra
-    elif rb < ra:
-        parent[ra] = rb
-
-
-@numba.njit(cache=True)
-def _runs(labels, inside, run_y, run_x0, run_x1, row_start):
-    # Maximal horizontal runs of equal label inside the mask; row_start[y] indexes the first run of y.
-    h, w = labels.shape
-    n = 0
-    for y in range(h):
-        row_start[y] = n
-        x = 0
-        while x < w:
-            if not inside[y, x]:
-                x += 1
-                continue
-            lab = labels[y, x]
-            x0 = x
-            x += 1
-            while x < w and inside[y, x] and labels[y, x] == lab:
-                x += 1
-            run_y[n] = y
-            run_x0[n] = x0
-            run_x1[n] = x
-            n += 1
-    row_start[h] = n
-    return n
-
-
-@numba.njit(cache=True)
-def _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight):
-    # Union runs of equal label that touch a run of the previous row (4- or 8-connectivity).
-    reach = 1 if eight else 0
-    for y in range(1, h):
-        a = row_start[y - 1]
-        a_end = row_start[y]
-        for r in range(row_start[y], row_start[y + 1]):
-            lo = run_x0[r] - reach
-            hi = run_x1[r] + reach
-            while a < a_end and run_x1[a] <= lo:
-                a += 1
-            b = a
-            lab = labels[y, run_x0[r]]
-            while b < a_end and run_x0[b] < hi:
-                if labels[y - 1, run_x0[b]] == lab:
-                    _union(parent, r, b)
-                b += 1
-
-
-@numba.njit(cache=True)
-def _paint(out, run_y, run_x0, run_x1, ids, n_runs):
-    for r in range(n_runs):
-        v = ids[r]
-        y = run_y[r]
-        for x in range(run_x0[r], run_x1[r]):
-            out[y, x] = v
-
-
-@numba.njit(cache=True)
-def _number_roots(parent, ids):
-    # ids[i] = consecutive number of i's set; a set's root is its smallest index (see _union), so
-    # roots are numbered in index order and ids[root] is set before any member needs it.
-    count = 0
-    for i in range(ids.size):
-        root = _find(parent, i)
-        if root == i:
-            ids[i] = count
-            count += 1
-        else:
-            ids[i] = ids[root]
-    return count
-
-
-@numba.njit(cache=True)
-def _run_pieces(labels, inside, eight):
-    # Runs of the map and their connected pieces: (run_y, run_x0, run_x1, n_runs, piece per run,
-    # n_pieces), pieces numbered in raster order of their first pixel.
-    h, w = labels.shape
-    cap = h * w
-    run_y = np.empty(cap, dtype=np.int32)
-    run_x0 = np.empty(cap, dtype=np.int32)
-    run_x1 = np.empty(cap, dtype=np.int32)
-    row_start = np.empty(h + 1, dtype=np.int64)
-    n_runs = _runs(labels, inside, run_y, run_x0, run_x1, row_start)
-    parent = np.arange(n_runs)
-    _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight)
-    piece = np.empty(n_runs, dtype=np.int64)
-    n_pieces = _number_roots(parent, piece)
-    return run_y, run_x0, run_x1, n_runs, piece, n_pieces
+from datasets.superpixels.runs import find_root, number_roots, paint_runs, run_pieces, union_sets
 
 
 @numba.njit(cache=True)
@@ -176,7 +67,7 @@ def _any_neighbour(seg, p, y_from, h, w):
 def _enforce_one(labels, inside, min_size, max_size, out):
     h, w = labels.shape
     cap = h * w
-    run_y, run_x0, run_x1, n_runs, piece, n_pieces = _run_pieces(labels, inside, False)
+    run_y, run_x0, run_x1, n_runs, piece, n_pieces = run_pieces(labels, inside, False)
     # Piece sizes from run lengths; first[p] is the piece's first run in raster order.
     size = np.zeros(n_pieces, dtype=np.int64)
     first = np.empty(n_pieces, dtype=np.int64)
@@ -184,7 +75,7 @@ def _enforce_one(labels, inside, min_size, max_size, out):
         size[piece[r]] += run_x1[r] - run_x0[r]
         first[piece[r]] = r
     out[:, :] = -1
-    _paint(out, run_y, run_x0, run_x1, piece, n_runs)
+    paint_runs(out, run_y, run_x0, run_x1, piece, n_runs)
     # Oversized pieces are cut into parts that get fresh piece ids (rare for SLIC output).
     seg = out
     was_cut = size.size > 0 and size.max() > max_size
@@ -243,14 +134,14 @@ def _enforce_one(labels, inside, min_size, max_size, out):
             else:
                 target = _any_neighbour(seg, p, y, h, w)
         if target >= 0:
-            _union(join, p, target)
+            union_sets(join, p, target)
     # Consecutive ids in raster order of each merged segment's first pixel.
     if not was_cut:
         # Piece ids follow raster order and a merged set's root is its smallest id, so numbering
         # roots in id order is raster order; then repaint the runs instead of every pixel.
         final = np.empty(n_pieces, dtype=np.int32)
-        count = _number_roots(join, final)
-        _paint(out, run_y, run_x0, run_x1, final[piece], n_runs)
+        count = number_roots(join, final)
+        paint_runs(out, run_y, run_x0, run_x1, final[piece], n_runs)
         return count
     new_id = np.full(n_pieces, -1, dtype=np.int32)
     count = 0
@@ -258,7 +149,7 @@ def _enforce_one(labels, inside, min_size, max_size, out):
         for x in range(w):
             s = seg[y, x]
             if s >= 0:
-                root = _find(join, s)
+                root = find_root(join, s)
                 if new_id[root] < 0:
                     new_id[root] = count
                     count += 1
@@ -311,37 +202,3 @@ def enforce_connectivity(
     counts = np.zeros(lab.shape[0], dtype=np.int64)
     _enforce_batch(lab, inside, int(min_size), big, out, counts)
     return (out[0] if single else out), counts
-
-
-@numba.njit(cache=True)
-def _components(labels, eight, out):
-    inside = np.ones(labels.shape, dtype=np.bool_)
-    run_y, run_x0, run_x1, n_runs, ids, n = _run_pieces(labels, inside, eight)
-    _paint(out, run_y, run_x0, run_x1, ids, n_runs)
-    return n
-
-
-def connected_components(labels: np.ndarray, connectivity: int = 4) -> tuple[np.ndarray, int]:
-    """Label the connected pieces of every label (neighbours join when their labels are equal).
-
-    Args:
-        labels: integer label map.
-        connectivity: 4 or 8.
-
-    Returns:
-        ``(components, n)``: int32 map with piece ids ``0..n-1`` (raster order) and the number of pieces.
-
-    Shape:
-        ``[H, W]`` -> ``[H, W]``.
-
-    Raises:
-        ValueError: for connectivity other than 4 or 8 or a map that is not 2-D.
-    """
-    if connectivity not in (4, 8):
-        raise ValueError(f"connected_components: connectivity must be 4 or 8, got {connectivity}")
-    if labels.ndim != 2:
-        raise ValueError(f"connected_components: labels must be [H, W], got shape {labels.shape}")
-    lab = np.ascontiguousarray(labels, dtype=np.int64)
-    out = np.empty(lab.shape, dtype=np.int32)
-    n = _components(lab, connectivity == 8, out)
-    return out, int(n)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from datasets.superpixels.connectivity import connected_components
+from datasets.superpixels.runs import connected_components
 
 
 def _check_pair(labels: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from datasets.atomic_io import atomic_path
 
 IMAGE_NAME = "image.nii.gz"
 LABEL_NAME = "label.nii.gz"
@@ -77,16 +77,8 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         nib.save(nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64)), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -115,10 +107,8 @@ def dicom_series_to_nifti(folder: str | Path, out_path: str | Path, files: list[
     reader.SetFileNames([str(f) for f in files])
     image = reader.Execute()
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".tmp_{out_path.name}")
-    sitk.WriteImage(image, str(tmp))
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        sitk.WriteImage(image, str(tmp))
     return out_path
 
 

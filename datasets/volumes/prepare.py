@@ -9,7 +9,6 @@ when a DataModule loads the scans (per volume for MR, one mean/std over all scan
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from datasets.atomic_io import atomic_write_json
 from datasets.volumes.io import IMAGE_NAME, LABEL_NAME, Volume, read_nifti, write_nifti
 
 # Names -> ids of each dataset's label volumes (data, not code).
@@ -164,13 +164,6 @@ def class_slice_index(
     }
 
 
-def _atomic_json(path: Path, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=1)
-    os.replace(tmp, path)
-
-
 def write_prepared(
     out: str | Path, scans: Mapping[str, tuple[Volume, Volume]], names: Mapping[str, int]
 ) -> Path:
@@ -181,8 +174,8 @@ def write_prepared(
         check_same_grid(image.array, label.array, f"scan {sid}")
         write_nifti(out / sid / IMAGE_NAME, image.array.astype(np.float32), image.affine)
         write_nifti(out / sid / LABEL_NAME, label.array.astype(np.int16), label.affine)
-    _atomic_json(out / "label_map.json", dict(names))
-    _atomic_json(
+    atomic_write_json(out / "label_map.json", dict(names))
+    atomic_write_json(
         out / "class_slice_index.json", class_slice_index({k: v[1].array for k, v in scans.items()}, names)
     )
     return out

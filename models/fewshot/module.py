@@ -6,19 +6,18 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import imageio.v3 as iio
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datasets.atomic_io import atomic_write_text
+from datasets.image_io import write_png_atomic
 from models.fewshot.alp import alp_logits
 from models.fewshot.network import FewShotEncoder
 from models.overlays import overlay
@@ -82,13 +81,6 @@ def _to_uint8(image: Tensor) -> np.ndarray:
     lo, hi = float(grey.min()), float(grey.max())
     grey = (grey - lo) / (hi - lo) if hi > lo else np.zeros_like(grey)
     return np.repeat((grey * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 class ALPNetModule(L.LightningModule):
@@ -221,7 +213,7 @@ class ALPNetModule(L.LightningModule):
             overlay(qry, pred[b].cpu().numpy()),
         ]
         panel = np.concatenate(panels, axis=1)
-        iio.imwrite(out / name, panel)
+        write_png_atomic(out / name, panel)
         self._overlays += 1
 
     def on_test_epoch_end(self) -> None:
@@ -251,8 +243,9 @@ class ALPNetModule(L.LightningModule):
             writer = csv.DictWriter(buf, fieldnames=["scan", "organ", "dice"])
             writer.writeheader()
             writer.writerows(table + [{"scan": "mean", "organ": k[5:], "dice": v} for k, v in mean.items()])
-            _atomic_text(out / "fewshot_dice.csv", buf.getvalue())
-            _atomic_text(out / "test_summary.json", json.dumps(self.test_summary, indent=2, allow_nan=True))
+            atomic_write_text(out / "fewshot_dice.csv", buf.getvalue())
+            summary = json.dumps(self.test_summary, indent=2, allow_nan=True)
+            atomic_write_text(out / "test_summary.json", summary)
             print(format_table(table, mean))
 
 
