@@ -30,39 +30,23 @@ from torch import Tensor, nn
 
 import datasets.jsrt  # noqa: F401  (registers the jsrt layouts for configs using this module)
 import datasets.noise  # noqa: F401  (registers the 'noisy' layout)
-from datasets.image_io import read_image, read_mask, write_png_atomic
+from datasets.image_io import read_mask, write_png_atomic
 from datasets.noise.layout import read_view
 from datasets.noise.statistics import estimate_precision_by_simulation
 from datasets.segmentation_dataset import SegmentationDataset
 from datasets.transforms import build_transforms
 from models.metric_collection import SegmentationMetrics
-from models.noisy.jocor import (
-    class_balance_weights,
-    coteaching_losses,
-    jocor_pixel_loss,
-    loss_gap,
-    masked_mean,
-    pixel_cross_entropy,
-)
-from models.noisy.refinement import (
-    LossGapTracker,
-    apply_flips,
-    merge_flips,
-    superpixel_flips,
-    write_label_set_atomic,
-)
-from models.noisy.superpixel_ops import keep_rates_at, select_small_loss, superpixel_mean
+from models.noisy.jocor import class_balance_weights
+from models.noisy.methods import METHODS, NOISY_METHODS, LossInputs
+from models.noisy.refine_round import main_output, peer_probabilities, refined_masks, update_flips
+from models.noisy.refinement import LossGapTracker, apply_flips, write_label_set_atomic
+from models.noisy.superpixel_ops import keep_rates_at
 from models.optim import build_optimizer, build_scheduler
 from models.registry import create_model
 from models.segmentation_module import SegmentationModule, logits_to_labels
 from models.test_results import local_log_dir
 
-METHODS = ("plain", "coteaching", "jocor", "jocor_sp")
-_TWO_NETWORKS = ("coteaching", "jocor", "jocor_sp")
-
-
-def _main_output(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
-    return out[0] if isinstance(out, (list, tuple)) else out
+__all__ = ["METHODS", "NoisyLabelSegmentation"]
 
 
 class NoisyLabelSegmentation(L.LightningModule):
@@ -137,11 +121,11 @@ class NoisyLabelSegmentation(L.LightningModule):
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         if keep_rates is not None and len(keep_rates) != num_classes:
             raise ValueError(f"keep_rates has {len(keep_rates)} entries, expected num_classes={num_classes}")
-        if eval_net == "mean" and method not in _TWO_NETWORKS:
+        if eval_net == "mean" and NOISY_METHODS[method].networks < 2:
             raise ValueError(f"eval_net 'mean' needs two networks; method {method!r} trains one")
         self.save_hyperparameters()
         self.num_classes = num_classes
-        count = 2 if method in _TWO_NETWORKS else 1
+        count = NOISY_METHODS[method].networks
         self.nets = nn.ModuleList(
             create_model(model, in_channels=in_channels, num_classes=num_classes, **(model_kwargs or {}))
             for _ in range(count)
@@ -164,9 +148,8 @@ class NoisyLabelSegmentation(L.LightningModule):
             image ``[B, in_channels, H, W]`` -> ``[B, num_classes, H, W]``.
         """
         if self.hparams.eval_net == "mean":
-            probs = torch.stack([_main_output(n(image)).softmax(1) for n in self.nets]).mean(0)
-            return probs.clamp_min(1e-7).log()
-        return _main_output(self.nets[0](image))
+            return peer_probabilities(self.nets, image).clamp_min(1e-7).log()
+        return main_output(self.nets[0](image))
 
     test_step = SegmentationModule.test_step
     on_test_epoch_start = SegmentationModule.on_test_epoch_start
@@ -226,28 +209,23 @@ class NoisyLabelSegmentation(L.LightningModule):
             KeyError: If ``jocor_sp`` or refinement gets batches without ``superpixels``.
         """
         method = self.hparams.method
-        if (method == "jocor_sp" or self.refinement) and "superpixels" not in batch:
+        if (NOISY_METHODS[method].needs_superpixels or self.refinement) and "superpixels" not in batch:
             raise KeyError(
                 f"method {method!r} (refinement={self.refinement}) needs batch['superpixels']: set "
                 "data.superpixels (source cpu or cache)"
             )
         labels = self.refined_labels(batch)
-        probs = [_main_output(net(batch["image"])).softmax(1) for net in self.nets]
         weights = class_balance_weights(labels, self.num_classes) if self.hparams.class_balanced else None
-        if method == "plain":
-            ce = pixel_cross_entropy(probs[0], labels, weights)
-            return ce.mean(), ce.new_zeros(())
         rates = keep_rates_at(self.keep_rates or [1.0] * self.num_classes, epoch, self.hparams.ramp_epochs)
-        if method == "coteaching":
-            ce1, ce2 = (pixel_cross_entropy(p, labels, weights) for p in probs)
-            sel1, sel2 = select_small_loss(ce1, labels, rates), select_small_loss(ce2, labels, rates)
-            loss1, loss2 = coteaching_losses(ce1, ce2, sel1, sel2)
-            return loss1 + loss2, loss_gap(ce1, sel1)
-        if method == "jocor_sp":
-            probs = [superpixel_mean(p, batch["superpixels"]) for p in probs]
-        joint = jocor_pixel_loss(probs[0], probs[1], labels, self.hparams.lam, weights)
-        selected = select_small_loss(joint, labels, rates)
-        return masked_mean(joint, selected), loss_gap(joint, selected)
+        inputs = LossInputs(
+            probs=[main_output(net(batch["image"])).softmax(1) for net in self.nets],
+            labels=labels,
+            weights=weights,
+            rates=rates,
+            lam=self.hparams.lam,
+            superpixels=batch.get("superpixels"),
+        )
+        return NOISY_METHODS[method].loss(inputs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step of both peers."""
@@ -297,32 +275,9 @@ class NoisyLabelSegmentation(L.LightningModule):
         dataset = SegmentationDataset(
             records, dm.num_classes, dm.in_channels, transform, "val", dm.seed, hook
         )
-        was_training = [n.training for n in self.nets]
-        for net in self.nets:
-            net.eval()
-        stats: dict[str, dict[str, int]] = {}
-        for item in dataset:
-            image = item["image"][None].to(self.device)
-            probs = torch.stack([_main_output(n(image)).softmax(1)[0] for n in self.nets]).mean(0)
-            sp = item["superpixels"].to(self.device)
-            key = item["id"]
-            old = self.flips.get(key)
-            labels = item["mask"].to(self.device)
-            if old is not None:
-                labels = apply_flips(labels, sp, old)
-            new = superpixel_flips(probs, labels, sp, self.hparams.refine_threshold)
-            self.flips[key] = merge_flips(old, new).cpu()
-            stats[key] = {"flipped_superpixels": int((new >= 0).sum())}
-        for net, mode in zip(self.nets, was_training, strict=True):
-            net.train(mode)
+        stats = update_flips(self.nets, dataset, self.flips, self.hparams.refine_threshold, self.device)
         self.refine_rounds += 1
-        masks = {}
-        for record in records:
-            clean = torch.from_numpy(read_mask(record.mask, dm.num_classes))
-            sp_full = torch.from_numpy(hook(record, read_image(record.image, dm.in_channels))["superpixels"])
-            refined = apply_flips(clean, sp_full.long(), self.flips[record.id]).numpy()
-            stats[record.id]["changed_pixels"] = int((refined != clean.numpy()).sum())
-            masks[record.id] = refined
+        masks = refined_masks(records, self.flips, hook, dm.num_classes, dm.in_channels, stats)
         base = self.hparams.refined_labels_dir or str(
             Path(local_log_dir(self.trainer) or ".") / "refined_labels"
         )
