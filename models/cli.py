@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from jsonargparse import Namespace
+from jsonargparse import ActionYesNo, Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -96,7 +96,10 @@ class FrameworkCLI(LightningCLI):
             "--name", type=str, default="default", help="Experiment name: runs/<name>/version_N."
         )
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root folder of all runs.")
-        parser.add_argument("--evaluate", type=bool, default=False, help="Only test --ckpt; no training.")
+        # ActionYesNo with an optional value: "--evaluate", "--evaluate true" and "--no_evaluate" all work.
+        parser.add_argument(
+            "--evaluate", action=ActionYesNo, nargs="?", default=False, help="Only test --ckpt; no training."
+        )
         parser.add_argument("--ckpt", type=str | None, default=None, help="Checkpoint for --evaluate.")
         parser.add_argument(
             "--resume",
@@ -122,7 +125,9 @@ class FrameworkCLI(LightningCLI):
             default=None,
             help="Also refresh last.ckpt every N optimizer steps (so a killed run resumes mid-epoch).",
         )
-        parser.add_argument("--wandb.enabled", type=bool, default=False, help="Also log to W&B.")
+        parser.add_argument(
+            "--wandb.enabled", action=ActionYesNo, nargs="?", default=False, help="Also log to W&B."
+        )
         parser.add_argument("--wandb.project", type=str, default="spseg", help="W&B project.")
         parser.add_argument(
             "--wandb.mode",

@@ -96,14 +96,22 @@ def test_missing_dataset_root_names_the_path(tiny, tmp_path):
 def test_evaluate_only_tests_the_given_checkpoint(tiny):
     trained = main(tiny())
     ckpt = Path(trained["run_dir"]) / "checkpoints" / "last.ckpt"
-    evaluated = main(tiny("--evaluate", "true", "--ckpt", str(ckpt)))
+    evaluated = main(tiny("--evaluate", "--ckpt", str(ckpt)))  # a bare flag, as in run.py's docstring
     assert evaluated["best_ckpt"] == str(ckpt)
     assert evaluated["test"]["dice"] == pytest.approx(trained["test"]["dice"], abs=1e-6)
+    again = main(tiny("--evaluate", "true", "--ckpt", str(ckpt)))
+    assert again["test"]["dice"] == pytest.approx(evaluated["test"]["dice"], abs=1e-6)
+    # the resolved config saved with the run is itself a valid --cfg (it holds evaluate: false)
+    saved = Path(trained["run_dir"]) / "config.yaml"
+    from_saved = main(["--cfg", str(saved), "--evaluate", "--ckpt", str(ckpt)])
+    assert from_saved["test"]["dice"] == pytest.approx(evaluated["test"]["dice"], abs=1e-6)
 
 
 def test_evaluate_without_checkpoint_is_an_error(tiny, tmp_path):
     with pytest.raises(ValueError, match="--ckpt"):
         main(tiny("--evaluate", "true"))
+    with pytest.raises(ValueError, match="--ckpt"):
+        main(tiny("--evaluate"))
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         main(tiny("--evaluate", "true", "--ckpt", str(tmp_path / "nope.ckpt")))
 
