@@ -134,6 +134,27 @@ def test_refinement_round_writes_complete_label_set(tmp_path):
     # threshold 0: every superpixel whose majority label disagrees with the prediction is flipped
     assert set(module.flips) == set(ids)
     assert sum(s["flipped_superpixels"] for s in manifest["images"].values()) > 0
+    # a resumed run continues with the refined labels, the round count and the tracker where they were
+    module.tracker.update(0.25)
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = NoisyLabelSegmentation(
+        model_kwargs={"base_channel": 8}, num_classes=2, in_channels=1, keep_rate_source="simulation"
+    )
+    resumed.on_load_checkpoint(torch.load(_roundtrip(checkpoint, tmp_path), weights_only=False))
+    assert resumed.refine_rounds == 1 and resumed.keep_rates == module.keep_rates
+    assert resumed.tracker.state_dict() == module.tracker.state_dict()
+    assert resumed.flips.keys() == module.flips.keys()
+    assert all(torch.equal(resumed.flips[k], v) for k, v in module.flips.items())
+    batch = next(iter(dm.train_dataloader()))
+    assert torch.equal(resumed.refined_labels(batch), module.refined_labels(batch))
+    assert not torch.equal(module.refined_labels(batch), batch["mask"])  # the flips do change labels
+
+
+def _roundtrip(checkpoint: dict, tmp_path: Path) -> Path:
+    path = tmp_path / "state.ckpt"
+    torch.save(checkpoint, path)
+    return path
 
 
 def test_run_main_end_to_end_on_noisy_view(tmp_path):
