@@ -191,7 +191,7 @@ def plot(summary: dict, inits: list[str], percents: list[float], path: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
 

@@ -162,7 +162,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("test Dice")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=120)
 
 

@@ -23,16 +23,19 @@ def _double_suffix(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
-    The temporary name keeps ``path``'s suffix (``.png``, ``.nii.gz``, ...) so libraries that choose a
-    format from the file name write the right one. It is created with the permissions of a plain
-    ``open`` (``0o666`` less the umask, unlike ``mkstemp``'s ``0o600``), so results stay readable by the
-    group that shares them. On an exception the temporary file is removed and ``path`` is left as it was.
+    The temporary file is hidden (``.<name>.<random>.tmp``) and, by default, does not end with
+    ``path``'s suffix, so a file left behind by a killed process is never taken for a map, mask or image
+    by a reader that lists a folder. It is created with the permissions of a plain ``open`` (``0o666``
+    less the umask, unlike ``mkstemp``'s ``0o600``), so results stay readable by the group that shares
+    them. On an exception the temporary file is removed and ``path`` is left as it was.
 
     Args:
         path: Final destination; its parent folder is created.
+        keep_suffix: End the temporary name with ``path``'s suffix (``.nii.gz``, ``.png``, ...), for
+            libraries that choose the format from the file name (nibabel, SimpleITK, matplotlib).
 
     Yields:
         The temporary path to write to.
@@ -40,7 +43,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{_double_suffix(path)}"
+        suffix = _double_suffix(path) if keep_suffix else ""
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break

@@ -201,7 +201,7 @@ def plot_scatter(records: list[TrialRecord], path: Path, title: str) -> Path:
     if ok or bad:
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path

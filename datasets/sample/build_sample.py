@@ -169,7 +169,7 @@ def derive_volume(
 
 def _replace_write(path: Path, write) -> None:
     """Write through a temporary sibling then rename, so no half-written file is ever visible."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:  # nibabel picks the format from the name
         write(tmp)
 
 

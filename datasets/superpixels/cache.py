@@ -271,10 +271,11 @@ class SuperpixelCache:
         return manifest
 
     def stored_ids(self) -> list[str]:
-        """Ids that have a map file (valid or not), sorted."""
+        """Ids that have a map file (valid or not), sorted; hidden files (temporary writes) are not maps."""
         if not self.folder.is_dir():
             return []
-        return sorted(unquote(p.name[: -len(SUFFIX)]) for p in self.folder.glob(f"*{SUFFIX}"))
+        files = (p for p in self.folder.glob(f"*{SUFFIX}") if not p.name.startswith("."))
+        return sorted(unquote(p.name[: -len(SUFFIX)]) for p in files)
 
     def verify(self) -> VerifyReport:
         """Check every file against the manifest without modifying anything."""

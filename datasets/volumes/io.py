@@ -77,7 +77,7 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path
         ``path``.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         nib.save(nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64)), tmp)
     return path
 
@@ -107,7 +107,7 @@ def dicom_series_to_nifti(folder: str | Path, out_path: str | Path, files: list[
     reader.SetFileNames([str(f) for f in files])
     image = reader.Execute()
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
+    with atomic_path(out_path, keep_suffix=True) as tmp:
         sitk.WriteImage(image, str(tmp))
     return out_path
 

@@ -53,11 +53,15 @@ def test_failed_rename_keeps_previous_file_and_removes_temp(tmp_path, monkeypatc
     assert _names(tmp_path) == ["manifest.json"]
 
 
-def test_temp_name_keeps_the_suffix_libraries_choose_formats_by(tmp_path):
-    with atomic_path(tmp_path / "scan.nii.gz") as tmp:
-        assert tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path
+def test_temp_name_is_hidden_and_keeps_the_suffix_only_when_asked(tmp_path):
+    with atomic_path(tmp_path / "a.spx") as tmp:
+        # a temp left by a killed process must not look like a map, mask or image to a folder listing
+        assert tmp.name.startswith(".") and not tmp.name.endswith(".spx")
         tmp.write_bytes(b"x")
-    with atomic_path(tmp_path / "grid.png") as tmp:
+    with atomic_path(tmp_path / "scan.nii.gz", keep_suffix=True) as tmp:
+        assert tmp.name.startswith(".") and tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path
+        tmp.write_bytes(b"x")
+    with atomic_path(tmp_path / "grid.png", keep_suffix=True) as tmp:
         assert tmp.suffix == ".png"
         tmp.write_bytes(b"x")
 

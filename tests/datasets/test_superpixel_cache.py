@@ -149,8 +149,12 @@ def test_verify_counts_ok_corrupt_missing_unlisted(tmp_path):
     cache.put("e", _labels(), record=False)
     os.remove(cache.path_for("b"))
     cache.path_for("c").write_bytes(b"garbage")
+    # half-written temp files of killed writers (either naming) are not maps
+    (cache.folder / ".f.spx.1a2b3c4d.tmp").write_bytes(b"half")
+    (cache.folder / ".g.spx.1a2b3c4d.tmp.spx").write_bytes(b"half")
     report = cache.verify()
     assert (report.ok, report.corrupt, report.missing, report.unlisted) == (["a", "d"], ["c"], ["b"], ["e"])
+    assert cache.stored_ids() == ["a", "c", "d", "e"]
 
 
 def test_resize_labels_nearest_centre_aligned():
