@@ -42,8 +42,8 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = _double_suffix(path) if keep_suffix else ""
     while True:
-        suffix = _double_suffix(path) if keep_suffix else ""
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))

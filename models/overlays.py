@@ -114,5 +114,4 @@ class PredictionOverlays(L.Callback):
             grid = overlay_grid(
                 batch["image"][:n], batch["mask"][:n], outputs["preds"][:n], self.mean, self.std
             )
-        out.mkdir(parents=True, exist_ok=True)
         write_png_atomic(out / f"epoch_{trainer.current_epoch:03d}.png", grid)

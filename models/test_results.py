@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 
-from datasets.atomic_io import atomic_write_text
+from datasets.atomic_io import atomic_write_csv, atomic_write_json
 
 
 def local_log_dir(trainer: Any) -> str | None:
@@ -59,17 +57,6 @@ def write_test_results(rows: list[dict[str, Any]], summary: dict[str, Any], out_
         The path of the summary JSON.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fields = list(rows[0]) if rows else ["id"]
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, s: str) -> None:
-            lines.append(s)
-
-    writer = csv.DictWriter(_Sink(), fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "test_per_image.csv", "".join(lines))
-    atomic_write_text(out / "test_summary.json", json.dumps(summary, indent=2, allow_nan=True))
+    atomic_write_csv(out / "test_per_image.csv", rows, list(rows[0]) if rows else ["id"])
+    atomic_write_json(out / "test_summary.json", summary)
     return out / "test_summary.json"

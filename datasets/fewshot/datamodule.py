@@ -235,12 +235,13 @@ class FewShotDataModule(L.LightningDataModule):
                     continue
                 # Within-scan evaluation (the query is the support scan): its support slices are
                 # not queries, and the 3D Dice counts only the slices that are.
+                within = qry == sup
                 plan = query_plan(
                     class_slices(self.labels[qry], cid, f"query scan {qry!r}"),
                     supports,
-                    exclude=supports if qry == sup else (),
+                    exclude=supports if within else (),
                 )
-                gt_total = int(gt[[qz for qz, _ in plan]].sum()) if qry == sup else int(gt.sum())
+                gt_total = int(gt[[qz for qz, _ in plan]].sum()) if within else int(gt.sum())
                 middle = plan[len(plan) // 2][0]
                 items += [
                     {"organ": organ, "class_id": cid, "support_scan": sup, "support_z": sz, "query_scan": qry,

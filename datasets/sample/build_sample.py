@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
-from datasets.atomic_io import atomic_path
+from datasets.atomic_io import atomic_path, atomic_write_json
+from datasets.image_io import write_png_atomic
 from datasets.sample import sources
 from datasets.sample.derive import (
     COMPACT_LABELS,
@@ -167,19 +168,12 @@ def derive_volume(
     return image, label.astype(np.uint8), affine
 
 
-def _replace_write(path: Path, write) -> None:
-    """Write through a temporary sibling then rename, so no half-written file is ever visible."""
-    with atomic_path(path, keep_suffix=True) as tmp:  # nibabel picks the format from the name
-        write(tmp)
-
-
 def write_split_pngs(root: Path, splits: dict[str, list[Sample]]) -> None:
     """Write `root/{split}/{images,masks}/{id}.png` (8-bit greyscale)."""
     for split, samples in splits.items():
         for name, img, mask in samples:
             for sub, arr in (("images", img), ("masks", mask)):
-                path = root / split / sub / f"{name}.png"
-                _replace_write(path, lambda p, a=arr: Image.fromarray(a).save(p, "PNG"))
+                write_png_atomic(root / split / sub / f"{name}.png", arr)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
@@ -188,7 +182,8 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
-    _replace_write(path, lambda p: nib.save(img, str(p)))
+    with atomic_path(path, keep_suffix=True) as tmp:  # nibabel picks the format from the name
+        nib.save(img, str(tmp))
 
 
 def _abdomen(sdist: Path, image_member: str, seg_member: str, modality: str, build: Path) -> dict[str, int]:
@@ -236,8 +231,7 @@ def build(sdist: Path, wheel: Path, out: Path) -> dict:
                 "abdomen_mr": _abdomen(sdist, sources.TS_MR, sources.TS_MR_SEG, "mr", staging),
             },
         }
-        text = json.dumps(meta, indent=2) + "\n"
-        _replace_write(staging / "labels.json", lambda p: p.write_text(text))
+        atomic_write_json(staging / "labels.json", meta)
         for name in ("nuclei", "abdomen_ct", "abdomen_mr", "volumes", "labels.json"):
             target = out / name
             if target.is_dir():

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 from skimage.transform import resize
 
-from datasets.atomic_io import atomic_write_bytes
+from datasets.atomic_io import atomic_write_bytes, atomic_write_json
 from datasets.superpixels.cache_format import (  # noqa: F401 - MAGIC, CorruptMapError re-exported
     FORMAT_VERSION,
     MAGIC,
@@ -234,7 +234,6 @@ class SuperpixelCache:
                 f"map of '{image_id}' has shape {labels.shape}, cache {self.folder} wants {self.shape}"
             )
         blob = encode_map(labels, self.key)
-        self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path_for(image_id), blob)
         if record:
             count = self.segment_count(labels) if count is None else count
@@ -250,7 +249,7 @@ class SuperpixelCache:
             manifest = self.read_manifest()
             for image_id, count, nbytes in entries:
                 manifest["images"][image_id] = {"count": int(count), "bytes": int(nbytes)}
-            atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            atomic_write_json(self.manifest_path, manifest, indent=1, sort_keys=True)
 
     def read_manifest(self) -> dict[str, Any]:
         """Return the manifest, or an empty one for this spec if none was written yet.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -16,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datasets.atomic_io import atomic_write_text
+from datasets.atomic_io import atomic_write_csv, atomic_write_json
 from datasets.image_io import write_png_atomic
 from models.fewshot.alp import alp_logits
 from models.fewshot.network import FewShotEncoder
@@ -205,7 +202,6 @@ class ALPNetModule(L.LightningModule):
         if run_dir is None:
             return
         out = Path(run_dir) / "overlays"
-        out.mkdir(parents=True, exist_ok=True)
         sup, qry = _to_uint8(batch["support_image"][b]), _to_uint8(batch["query_image"][b])
         panels = [
             overlay(sup, batch["support_mask"][b].cpu().numpy()),
@@ -238,14 +234,9 @@ class ALPNetModule(L.LightningModule):
         run_dir = local_log_dir(self.trainer)
         if self.trainer.is_global_zero and run_dir is not None:
             out = Path(run_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=["scan", "organ", "dice"])
-            writer.writeheader()
-            writer.writerows(table + [{"scan": "mean", "organ": k[5:], "dice": v} for k, v in mean.items()])
-            atomic_write_text(out / "fewshot_dice.csv", buf.getvalue())
-            summary = json.dumps(self.test_summary, indent=2, allow_nan=True)
-            atomic_write_text(out / "test_summary.json", summary)
+            means = [{"scan": "mean", "organ": k[5:], "dice": v} for k, v in mean.items()]
+            atomic_write_csv(out / "fewshot_dice.csv", table + means, ["scan", "organ", "dice"])
+            atomic_write_json(out / "test_summary.json", self.test_summary)
             print(format_table(table, mean))
 
 
