@@ -12,7 +12,8 @@ import json
 import sys
 from typing import Any
 
-from models.cli import FrameworkCLI, translate_argv
+from core.checkpoint_io import UnsafeCheckpointError
+from engine.cli import FrameworkCLI, translate_argv
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -28,6 +29,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return cli.execute()
 
 
-if __name__ == "__main__":
-    result = main()
+def cli_main() -> int:
+    """``python run.py``: run, print the result; a refused checkpoint is one line on stderr, exit 2."""
+    try:
+        result = main()
+    except UnsafeCheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({"run_dir": result["run_dir"], "test": result["test"]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

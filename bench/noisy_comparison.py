@@ -31,9 +31,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run  # noqa: E402
+from core.config_stack import expand_config  # noqa: E402
 from datasets.atomic_io import atomic_path, atomic_write_csv  # noqa: E402
 from datasets.noise.cli import generate_noisy_dataset  # noqa: E402
-from models.config_stack import expand_config  # noqa: E402
 
 
 def _init_args(config: str, section: str) -> dict:

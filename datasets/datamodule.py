@@ -297,8 +297,7 @@ def _check_args(
     percent: float,
     test_split: str,
 ) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout '{layout}'; registered: {sorted(LAYOUTS)}")
+    LAYOUTS.check(layout)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels not in (1, 3):

@@ -6,17 +6,17 @@ the split's records, or ``[]`` when the layout has no such split (the DataModule
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from core.registry import Registry
 from datasets.image_io import IMAGE_SUFFIXES
 from datasets.records import SPLIT_NAMES, SampleRecord
 
 LayoutFn = Callable[[Path, str], list[SampleRecord]]
 
-LAYOUTS: dict[str, LayoutFn] = {}
-LAYOUT_STRUCTURES: dict[str, str] = {}
+# Layouts defined here register on import; the modules below hold the others.
+LAYOUTS: Registry[LayoutFn] = Registry("layout", modules=["datasets.jsrt", "datasets.noise.layout"])
 
 # ISIC 2017 ships a per-image superpixel PNG next to each image; it is not a sample.
 _IGNORED_STEM_SUFFIXES = ("_superpixels",)
@@ -31,19 +31,8 @@ def register_layout(name: str, structure: str = "") -> Callable[[LayoutFn], Layo
 
     Returns:
         Decorator that stores the function in ``LAYOUTS`` and returns it unchanged.
-
-    Raises:
-        ValueError: If ``name`` is already registered.
     """
-
-    def decorator(fn: LayoutFn) -> LayoutFn:
-        if name in LAYOUTS:
-            raise ValueError(f"layout '{name}' is already registered")
-        LAYOUTS[name] = fn
-        LAYOUT_STRUCTURES[name] = structure
-        return fn
-
-    return decorator
+    return LAYOUTS.register(name, structure=structure)
 
 
 def find_samples(layout: str, root: str | Path, split: str) -> list[SampleRecord]:
@@ -63,18 +52,16 @@ def find_samples(layout: str, root: str | Path, split: str) -> list[SampleRecord
             has no mask (message names the image and where the mask was looked for), or an image
             folder holds no images.
     """
-    if layout not in LAYOUTS:
-        close = difflib.get_close_matches(layout, LAYOUTS, n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise ValueError(f"unknown layout '{layout}'{hint} Registered layouts: {sorted(LAYOUTS)}")
+    layout_fn = LAYOUTS.get(layout)
+    structure = LAYOUTS.meta(layout)["structure"]
     if split not in SPLIT_NAMES:
         raise ValueError(f"unknown split '{split}'; expected one of {SPLIT_NAMES}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"dataset root not found: {root} (layout '{layout}' expects:\n{LAYOUT_STRUCTURES[layout]})"
+            f"dataset root not found: {root} (layout '{layout}' expects:\n{structure})"
         )
-    records = LAYOUTS[layout](root, split)
+    records = layout_fn(root, split)
     _check_unique_ids(records, root, split)
     return sorted(records, key=lambda r: r.id)
 
@@ -168,7 +155,7 @@ def first_existing(root: Path, names: Sequence[str]) -> Path | None:
 def _missing_structure(root: Path, layout: str, split: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{root} does not hold the '{split}' split of layout '{layout}'; "
-        f"expected:\n{LAYOUT_STRUCTURES[layout]}"
+        f"expected:\n{LAYOUTS.meta(layout)['structure']}"
     )
 
 

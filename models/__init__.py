@@ -1,5 +1,5 @@
-"""Networks, losses, metrics and the non-pretext LightningModules."""
+"""Networks, losses, metrics, the task contract (task.py) and the non-pretext task modules."""
 
-from models.registry import create_model, list_models, register_model
+from models.networks.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]

@@ -1,108 +1,179 @@
-"""Optimizer and learning-rate schedule factories (registries, configured by name)."""
+"""Optimisation settings of every task: one ``OptimConfig``, optimizer and schedule registries.
+
+Every task module takes ``optim: OptimConfig`` (YAML: ``model.init_args.optim: {name: adam, lr: ...}``,
+CLI: ``--model.optim.lr 0.01``); its class states the family's defaults, and
+:meth:`models.task.TaskModule.configure_optimizers` builds both objects from it, once for all.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from core.registry import Registry, unknown_name_message
+from models.lars import LARS
 
-def _adam(params: Iterable, lr: float, weight_decay: float, momentum: float) -> Optimizer:
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
-def _adamw(params: Iterable, lr: float, weight_decay: float, momentum: float) -> Optimizer:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+OPTIMIZERS: Registry[Callable[..., Optimizer]] = Registry("optimizer")
+SCHEDULES: Registry[Callable[..., float]] = Registry("schedule")
 
 
-def _sgd(params: Iterable, lr: float, weight_decay: float, momentum: float) -> Optimizer:
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=momentum > 0)
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule of a task.
 
-
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
-
-
-def build_optimizer(
-    params: Iterable, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
-) -> Optimizer:
-    """Create an optimizer by registry name.
-
-    Args:
-        params: Parameters (or parameter groups) to optimise.
-        name: One of ``OPTIMIZERS`` (``adam``, ``adamw``, ``sgd``).
+    Attributes:
+        name: Registered optimizer: ``adam``, ``adamw``, ``sgd`` or ``lars``.
         lr: Base learning rate.
         weight_decay: L2 / decoupled weight decay.
-        momentum: SGD momentum (ignored by Adam variants).
-
-    Returns:
-        The optimizer.
-
-    Raises:
-        ValueError: For an unknown name or a non-positive learning rate.
+        momentum: SGD/LARS momentum (Adam variants ignore it).
+        nesterov: Nesterov momentum for ``sgd`` (used only when ``momentum > 0``).
+        lars_eta: LARS trust coefficient.
+        scheduler: Registered schedule: ``none``, ``cosine``, ``poly`` or ``step``.
+        interval: The schedule advances per ``epoch`` or per optimizer ``step``.
+        warmup: Linear warm-up length, in intervals (from ``1/(warmup+1)`` to 1).
+        min_lr_factor: Floor of the decay as a fraction of ``lr``.
+        step_size: ``step`` schedule: intervals between decays.
+        gamma: ``step`` schedule: decay factor.
+        power: ``poly`` schedule: exponent.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-    if lr <= 0:
-        raise ValueError(f"learning rate must be > 0, got {lr}")
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    lars_eta: float = 0.02
+    scheduler: str = "cosine"
+    interval: Literal["epoch", "step"] = "epoch"
+    warmup: int = 0
+    min_lr_factor: float = 0.0
+    step_size: int = 30
+    gamma: float = 0.1
+    power: float = 0.9
+
+    def __post_init__(self) -> None:
+        """Check names and ranges, so a bad value fails before any training.
+
+        Raises:
+            core.registry.UnknownNameError: Unknown optimizer or schedule.
+            ValueError: Non-positive lr or step_size, negative warmup or weight decay.
+        """
+        OPTIMIZERS.check(self.name)
+        SCHEDULES.check(self.scheduler)
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.warmup < 0 or self.step_size < 1:
+            raise ValueError(
+                "optim: need weight_decay >= 0, warmup >= 0 and step_size >= 1, got "
+                f"{self.weight_decay}, {self.warmup}, {self.step_size}"
+            )
+        if self.interval not in ("epoch", "step"):
+            raise ValueError(f"optim.interval must be 'epoch' or 'step', got {self.interval!r}")
+
+    @classmethod
+    def coerce(cls, value: OptimConfig | dict[str, Any] | None, default: OptimConfig) -> OptimConfig:
+        """An ``OptimConfig`` from a config object, a (partial) dict over ``default``, or None.
+
+        Raises:
+            ValueError: For keys that are not fields (closest field named).
+        """
+        if value is None:
+            return default
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"optim must be a mapping of {[f.name for f in fields(cls)]}, got {value!r}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError("optim: " + unknown_name_message("key", unknown[0], names))
+        return cls(**{**asdict(default), **value})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (what checkpoints store: no pickled classes)."""
+        return asdict(self)
 
 
-def lr_factor(
-    name: str, epoch: int, max_epochs: int, warmup_epochs: int = 0, min_factor: float = 0.0, **kw: float
-) -> float:
-    """Multiplicative learning-rate factor of a schedule at an epoch.
+@OPTIMIZERS.register("adam")
+def _adam(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    nesterov = cfg.nesterov and cfg.momentum > 0
+    return torch.optim.SGD(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, nesterov=nesterov
+    )
+
+
+@OPTIMIZERS.register("lars")
+def _lars(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    return LARS(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
+
+
+@SCHEDULES.register("none")
+def _constant(progress: float, t: int, cfg: OptimConfig) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def _cosine(progress: float, t: int, cfg: OptimConfig) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@SCHEDULES.register("poly")
+def _poly(progress: float, t: int, cfg: OptimConfig) -> float:
+    return (1.0 - progress) ** float(cfg.power)
+
+
+@SCHEDULES.register("step")
+def _step(progress: float, t: int, cfg: OptimConfig) -> float:
+    return float(cfg.gamma) ** (t // int(cfg.step_size))
+
+
+def build_optimizer(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    """The optimizer ``cfg.name`` over ``params`` (tensors or parameter groups)."""
+    return OPTIMIZERS.get(cfg.name)(params, cfg)
+
+
+def lr_factor(cfg: OptimConfig, t: int, total: int) -> float:
+    """Multiplicative learning-rate factor at interval ``t`` of ``total``.
 
     Args:
-        name: ``none``, ``cosine``, ``poly`` (power 0.9) or ``step`` (``step_size``, ``gamma`` in ``kw``).
-        epoch: Zero-based epoch index.
-        max_epochs: Total number of epochs of the run.
-        warmup_epochs: Epochs of linear warm-up from ``1/(warmup_epochs+1)`` to 1.
-        min_factor: Floor of the decay as a fraction of the base learning rate.
-        **kw: Schedule-specific options.
+        cfg: The schedule settings (``scheduler``, ``warmup``, ``min_lr_factor``, ...).
+        t: Zero-based epoch or step index.
+        total: Number of intervals of the run (epochs or optimizer steps).
 
     Returns:
         The factor in ``(0, 1]`` applied to the base learning rate.
     """
-    if epoch < warmup_epochs:
-        return (epoch + 1) / (warmup_epochs + 1)
-    span = max(1, max_epochs - warmup_epochs)
-    progress = min(1.0, (epoch - warmup_epochs) / span)
-    if name == "none":
-        decay = 1.0
-    elif name == "cosine":
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-    elif name == "poly":
-        decay = (1.0 - progress) ** float(kw.get("power", 0.9))
-    elif name == "step":
-        decay = float(kw.get("gamma", 0.1)) ** ((epoch - warmup_epochs) // int(kw.get("step_size", 30)))
-    else:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULES}")
-    return min_factor + (1.0 - min_factor) * decay
+    if t < cfg.warmup:
+        return (t + 1) / (cfg.warmup + 1)
+    span = max(1, total - cfg.warmup)
+    progress = min(1.0, (t - cfg.warmup) / span)
+    decay = SCHEDULES.get(cfg.scheduler)(progress, t - cfg.warmup, cfg)
+    return cfg.min_lr_factor + (1.0 - cfg.min_lr_factor) * decay
 
 
-SCHEDULES = ("none", "cosine", "poly", "step")
-
-
-def build_scheduler(
-    optimizer: Optimizer,
-    name: str,
-    max_epochs: int,
-    warmup_epochs: int = 0,
-    min_factor: float = 0.0,
-    **kw: float,
-) -> LRScheduler:
-    """Wrap :func:`lr_factor` into an epoch-wise ``LambdaLR`` (state saved in checkpoints).
+def build_scheduler(optimizer: Optimizer, cfg: OptimConfig, total: int) -> LRScheduler:
+    """Wrap :func:`lr_factor` into a ``LambdaLR`` (its state is saved in checkpoints).
 
     Raises:
-        ValueError: For an unknown schedule or a non-positive ``max_epochs``.
+        ValueError: For a non-positive ``total`` (the run's epochs or steps are unknown).
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULES}")
-    if max_epochs is None or max_epochs < 1:
-        raise ValueError(f"scheduler {name!r} needs trainer.max_epochs >= 1, got {max_epochs}")
-    return LambdaLR(
-        optimizer, lambda epoch: lr_factor(name, epoch, max_epochs, warmup_epochs, min_factor, **kw)
-    )
+    if total is None or total < 1:
+        unit = "trainer.max_epochs" if cfg.interval == "epoch" else "trainer.max_steps (or max_epochs)"
+        raise ValueError(f"schedule {cfg.scheduler!r} needs {unit} >= 1, got {total}")
+    return LambdaLR(optimizer, lambda t: lr_factor(cfg, t, total))

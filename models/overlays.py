@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from datasets.image_io import write_png_atomic
-from models.test_results import local_log_dir
+from models.task import local_log_dir
 
 # Distinct colours for classes 1..N (class 0 = background is left transparent).
 PALETTE = np.array(

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.checkpoints import load_pretrained, load_teacher
 from models.losses import apply_loss, create_loss
 from models.losses.distillation import DistillationLoss
 from models.metric_collection import SegmentationMetrics
 from models.metrics import per_image_metrics
-from models.optim import build_optimizer, build_scheduler
-from models.registry import create_model
-from models.test_results import gather_rows, local_log_dir, summarise_rows, write_test_results
+from models.networks.registry import create_model
+from models.optim import OptimConfig
+from models.task import Monitor, TaskModule, probabilities
+from models.transfer import load_pretrained, load_teacher
+
+# The supervised family's optimisation defaults (configs usually state their own).
+SUPERVISED_OPTIM = OptimConfig(name="adam", lr=1e-3, scheduler="cosine")
 
 
 def logits_to_labels(logits: Tensor) -> Tensor:
@@ -33,7 +35,7 @@ def logits_to_labels(logits: Tensor) -> Tensor:
     return logits.argmax(dim=1)
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(TaskModule):
     """Supervised segmentation with the UNet family, hybrid losses and knowledge distillation.
 
     Args:
@@ -43,13 +45,7 @@ class SegmentationModule(L.LightningModule):
         in_channels: Input channels (linked from the data section).
         loss: Registered loss name (``ce``, ``dice``, ``hybrid``, ``ohem_ce``, ...).
         loss_kwargs: Options of the loss, e.g. ``{"losses": {"ce": 1.0, "dice": 1.5}}`` for ``hybrid``.
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        momentum: SGD momentum.
-        scheduler: Epoch-wise schedule: ``cosine``, ``poly``, ``step`` or ``none``.
-        warmup_epochs: Linear warm-up epochs before the schedule.
-        min_lr_factor: Floor of the schedule as a fraction of ``lr``.
+        optim: Optimizer and schedule (default Adam 1e-3, cosine per epoch).
         include_background: Count the background class in Dice/IoU (off by default: it inflates scores).
         hd95_in_test: Compute HD95 per test image (costs a distance transform per image and class).
         pretrained: Checkpoint or state dict whose weights initialise the network (missing file: error).
@@ -71,13 +67,7 @@ class SegmentationModule(L.LightningModule):
         in_channels: int = 3,
         loss: str = "ce",
         loss_kwargs: dict[str, Any] | None = None,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
-        min_lr_factor: float = 0.0,
+        optim: OptimConfig = SUPERVISED_OPTIM,
         include_background: bool = False,
         hd95_in_test: bool = True,
         pretrained: str | None = None,
@@ -90,8 +80,8 @@ class SegmentationModule(L.LightningModule):
         kd_temperature: float = 4.0,
         kd_coef: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(optim)
+        self.save_task_hyperparameters()
         self.num_classes = num_classes
         self.net = create_model(
             model, in_channels=in_channels, num_classes=num_classes, **(model_kwargs or {})
@@ -109,7 +99,9 @@ class SegmentationModule(L.LightningModule):
         self.val_metrics = SegmentationMetrics(
             num_classes=metric_classes, include_background=include_background
         )
-        self._test_rows: list[dict[str, Any]] = []
+
+    monitor: ClassVar[Monitor] = Monitor("val/dice", "max")
+    default_optim: ClassVar[OptimConfig] = SUPERVISED_OPTIM
 
     def forward(self, image: Tensor) -> Tensor:
         """Logits of the main head (eval-mode semantics).
@@ -141,12 +133,6 @@ class SegmentationModule(L.LightningModule):
         )
         return loss, logits
 
-    def on_train_epoch_start(self) -> None:
-        """Tell the data the epoch (augmentation seeds), also when DDP replaced the sampler or on resume."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step on a batch (``image``, ``mask``)."""
         loss, _ = self._step(batch, "train")
@@ -161,50 +147,55 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log DDP-synchronised validation metrics (``val/dice`` is the checkpoint monitor)."""
-        values = self.val_metrics.compute()
-        self.log("val/dice", values.pop("dice"), prog_bar=True)
-        self.log_dict({f"val/{k}": v for k, v in values.items()})
-        self.val_metrics.reset()
+        log_validation_metrics(self, self.val_metrics)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image metrics at each image's ORIGINAL resolution (logits are resized, not the masks)."""
-        logits = self(batch["image"])
-        for i, (orig_mask, image_id) in enumerate(zip(batch["orig_mask"], batch["id"], strict=True)):
-            size = tuple(int(s) for s in orig_mask.shape[-2:])
-            resized = F.interpolate(
-                logits[i : i + 1].float(), size=size, mode="bilinear", align_corners=False
-            )
-            pred = logits_to_labels(resized)[0]
-            row = per_image_metrics(
-                pred.cpu(),
-                orig_mask.cpu(),
+        self.add_test_rows(
+            test_rows(
+                self(batch["image"]),
+                batch,
                 max(self.num_classes, 2),
-                include_background=self.hparams.include_background,
-                with_hd95=self.hparams.hd95_in_test,
+                self.hparams.include_background,
+                self.hparams.hd95_in_test,
             )
-            self._test_rows.append({"id": image_id, "height": size[0], "width": size[1], **row})
-
-    def on_test_epoch_start(self) -> None:
-        """Start a fresh list of per-image rows."""
-        self._test_rows = []
-
-    def on_test_epoch_end(self) -> None:
-        """Gather per-image rows from all ranks, write CSV + JSON, and log the summary."""
-        rows = gather_rows(self._test_rows)
-        summary = summarise_rows(rows)
-        log_dir = local_log_dir(self.trainer)
-        if self.trainer.is_global_zero and log_dir is not None:
-            write_test_results(rows, summary, log_dir)
-        for key, value in summary["mean"].items():
-            self.log(f"test/{key}", value, rank_zero_only=True)
-        self.test_summary = summary
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Optimizer + epoch-wise schedule from the hyper-parameters."""
-        hp = self.hparams
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
-        scheduler = build_scheduler(
-            optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs, hp.min_lr_factor
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
+        """Class probabilities of ``batch["image"]`` (softmax; two channels for a sigmoid head)."""
+        return probabilities(self(batch["image"]))
+
+
+def log_validation_metrics(module: TaskModule, metrics: SegmentationMetrics) -> None:
+    """Log a metric collection's epoch values as ``val/<name>`` (``val/dice`` on the bar), reset it."""
+    values = metrics.compute()
+    module.log("val/dice", values.pop("dice"), prog_bar=True)
+    module.log_dict({f"val/{k}": v for k, v in values.items()})
+    metrics.reset()
+
+
+def test_rows(
+    logits: Tensor, batch: dict[str, Any], num_classes: int, include_background: bool, with_hd95: bool
+) -> list[dict[str, Any]]:
+    """Per-image metric rows of a test batch, at each image's original size.
+
+    Args:
+        logits: ``[B, C, h, w]`` at the network's input size.
+        batch: ``orig_mask`` (list of ``[H, W]``) and ``id`` per image.
+        num_classes: Classes of the metrics (>= 2).
+        include_background: Count the background class.
+        with_hd95: Compute HD95 (pixels).
+
+    Returns:
+        One row per image: ``id``, ``height``, ``width`` and the metrics.
+    """
+    rows = []
+    for i, (orig_mask, image_id) in enumerate(zip(batch["orig_mask"], batch["id"], strict=True)):
+        size = tuple(int(s) for s in orig_mask.shape[-2:])
+        resized = F.interpolate(logits[i : i + 1].float(), size=size, mode="bilinear", align_corners=False)
+        pred = logits_to_labels(resized)[0]
+        row = per_image_metrics(
+            pred.cpu(), orig_mask.cpu(), num_classes, include_background, with_hd95
+        )
+        rows.append({"id": image_id, "height": size[0], "width": size[1], **row})
+    return rows

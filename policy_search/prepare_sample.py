@@ -25,7 +25,12 @@ from datasets.atomic_io import atomic_path
 INPAINTING_CFG = "configs/config_inpainting_sample.yaml"
 JIGSAW_MODEL = {
     "class_path": "pretext.jigsaw.JigsawProbe",
-    "init_args": {"encoder_name": "resnet18", "freeze_encoder": True, "tile_features": 512, "lr": 0.001},
+    "init_args": {
+        "encoder_name": "resnet18",
+        "freeze_encoder": True,
+        "tile_features": 512,
+        "optim": {"lr": 0.001},
+    },
 }
 JIGSAW_CALLBACKS = [
     {

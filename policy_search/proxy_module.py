@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.test_results import local_log_dir, write_test_results
+from core.checkpoint_io import check_checkpoint, safe_loading
+from models.task import Monitor, TaskModule
 from policy_search.objectives import (
     PENALTY,
     Penalty,
@@ -64,7 +65,11 @@ def load_frozen(class_path: str, checkpoint: str, **overrides: Any) -> L.Lightni
     cls = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
     if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
         raise ValueError(f"{class_path!r} does not name a LightningModule class (module.Class)")
-    model = cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=False, **overrides)
+    check_checkpoint(path)
+    with safe_loading() as weights_only:
+        model = cls.load_from_checkpoint(
+            str(path), map_location="cpu", weights_only=weights_only, **overrides
+        )
     model.requires_grad_(False)
     return model.eval()
 
@@ -149,7 +154,7 @@ def nni_active() -> bool:
     return bool(os.environ.get("NNI_PLATFORM")) and os.environ.get("NNI_PLATFORM") != "unittest"
 
 
-class PolicyProxyObjective(L.LightningModule):
+class PolicyProxyObjective(TaskModule):
     """Test-only module: the proxy objective of one (k, n) policy on the test loader.
 
     ``k`` comes from ``data.init_args.superpixels.params.n_segments`` (``--aug_k``), ``n`` from
@@ -173,9 +178,8 @@ class PolicyProxyObjective(L.LightningModule):
         jigsaw_class: Class of the jigsaw checkpoint.
     """
 
-    needs_fit = False
-    has_test = True
-    monitor = ("test/objective", "min")
+    needs_fit: ClassVar[bool] = False
+    monitor: ClassVar[Monitor] = Monitor("test/objective", "min")
 
     def __init__(
         self,
@@ -211,10 +215,6 @@ class PolicyProxyObjective(L.LightningModule):
                     f"{saved}-channel images but data.in_channels={in_channels}"
                 )
         self.k: int | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._rows: list[dict[str, Any]] = []
         self._penalty: Penalty | None = None
 
     def on_test_start(self) -> None:
@@ -226,7 +226,7 @@ class PolicyProxyObjective(L.LightningModule):
                 "with source 'cpu' or 'cache'"
             )
         self.k = config.params.get("n_segments")
-        self._reset()
+        self._penalty = None
         if self.hparams.penalise_half_k:
             self._penalty = half_k_penalty(self.k, self.hparams.n_masked)
 
@@ -251,16 +251,16 @@ class PolicyProxyObjective(L.LightningModule):
             self.hparams.fill,
             self.k,
         )
-        self._rows.append(
-            {
-                "id": f"batch_{batch_idx:05d}",
-                "jigsaw": losses.jigsaw,
-                "inpainting": losses.inpainting,
-                "masked_fraction": losses.masked_fraction,
-                "min_count": min(counts),
-            }
-        )
-        running = proxy_objective([r["jigsaw"] for r in self._rows], [r["inpainting"] for r in self._rows])
+        row = {
+            "id": f"batch_{batch_idx:05d}",
+            "jigsaw": losses.jigsaw,
+            "inpainting": losses.inpainting,
+            "masked_fraction": losses.masked_fraction,
+            "min_count": min(counts),
+        }
+        self.add_test_rows([row])
+        rows = self._test_rows
+        running = proxy_objective([r["jigsaw"] for r in rows], [r["inpainting"] for r in rows])
         if self._report_to_nni():
             import nni
 
@@ -270,29 +270,31 @@ class PolicyProxyObjective(L.LightningModule):
         flag = self.hparams.report_to_nni
         return nni_active() if flag is None else bool(flag)
 
-    def on_test_epoch_end(self) -> None:
-        """Build ``test_summary`` (and write ``test_per_image.csv``: one row per batch + the summary JSON)."""
-        jig = [r["jigsaw"] for r in self._rows]
-        inp = [r["inpainting"] for r in self._rows]
+    def summarise_test(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The objective (or the penalty) and the raw mean losses of the per-batch rows.
+
+        Raises:
+            ValueError: If the test loader served no batch and no penalty applies.
+        """
+        jig, inp = [r["jigsaw"] for r in rows], [r["inpainting"] for r in rows]
+        nan = float("nan")
         mean: dict[str, float] = {
-            "raw_jigsaw": float(np.mean(jig)) if jig else float("nan"),
-            "raw_inpainting": float(np.mean(inp)) if inp else float("nan"),
-            "masked_fraction": float(np.mean([r["masked_fraction"] for r in self._rows]))
-            if jig
-            else float("nan"),
+            "raw_jigsaw": float(np.mean(jig)) if jig else nan,
+            "raw_inpainting": float(np.mean(inp)) if inp else nan,
+            "masked_fraction": float(np.mean([r["masked_fraction"] for r in rows])) if rows else nan,
         }
-        summary: dict[str, Any] = {"num_batches": len(self._rows), "k": self.k, "n": self.hparams.n_masked}
+        summary: dict[str, Any] = {"num_batches": len(rows), "k": self.k, "n": self.hparams.n_masked}
         if self._penalty is not None:
             mean.update(
                 objective=penalised_value(self._penalty, self.hparams.penalty),
                 penalised=1.0,
-                norm_loss_jigsaw=float("nan"),
-                norm_loss_inpainting=float("nan"),
+                norm_loss_jigsaw=nan,
+                norm_loss_inpainting=nan,
             )
             summary["penalty_rule"] = self._penalty.rule
             summary["penalty_reason"] = self._penalty.reason
         else:
-            if not self._rows:
+            if not rows:
                 raise ValueError("the test loader served no batch: nothing to evaluate the policy on")
             mean.update(
                 objective=proxy_objective(jig, inp),
@@ -305,15 +307,10 @@ class PolicyProxyObjective(L.LightningModule):
                 self.k,
                 self.hparams.n_masked,
                 mean["objective"],
-                len(self._rows),
+                len(rows),
             )
         summary["mean"] = mean
-        for key, value in mean.items():
-            self.log(f"test/{key}", value)
-        log_dir = local_log_dir(self.trainer)
-        if log_dir is not None:
-            write_test_results(self._rows, summary, log_dir)
-        self.test_summary = summary
+        return summary
 
     def configure_optimizers(self) -> None:
         """Nothing is trained."""

@@ -1,24 +1,25 @@
 """BYOL pretraining of a segmentation encoder (SSL-MedSeg): online + EMA target networks, two views.
 
 Checkpoint layout: ``online_net.encoder.*``, ``online_net.projector.*``, ``predictor.*`` and
-``target_net.encoder.*``; :func:`models.checkpoints.load_pretrained` transfers the target (momentum)
+``target_net.encoder.*``; :func:`models.transfer.load_pretrained` transfers the target (momentum)
 encoder by default into a downstream ``encoder_unet``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.checkpoints import load_pretrained
-from models.optim import build_optimizer, build_scheduler
-from models.registry import create_model
-from pretext.byol_ops import LARS, augment_view, ema_update, symmetric_byol_loss, tau_schedule
+from models.networks.registry import create_model
+from models.optim import OptimConfig
+from models.task import TaskModule
+from models.transfer import load_pretrained
+from pretext.byol_ops import augment_view, ema_update, symmetric_byol_loss, tau_schedule
+from pretext.ops import pretext_predict_message
 
 # Random-stream tags keep training and validation views independent of each other.
 _TRAIN_STREAM, _VAL_STREAM = 0, 1
@@ -62,7 +63,12 @@ def view_generator(seed: int, stream: int, step: int, rank: int = 0) -> torch.Ge
     return torch.Generator().manual_seed(state)
 
 
-class BYOL(L.LightningModule):
+# SSL-MedSeg's CPU-friendly default: Adam 1e-3, weight decay 1e-5, cosine per epoch (``name: lars``
+# for the paper's large-batch LARS).
+BYOL_OPTIM = OptimConfig(name="adam", lr=1e-3, weight_decay=1e-5, scheduler="cosine")
+
+
+class BYOL(TaskModule):
     """Bootstrap Your Own Latent on the encoder of ``encoder_unet``.
 
     Args:
@@ -74,14 +80,8 @@ class BYOL(L.LightningModule):
         pred_hidden_dim: Predictor hidden width (SSL-MedSeg: 8192).
         base_tau: EMA momentum at step 0.
         final_tau: EMA momentum at the last step (cosine schedule over all training steps).
-        optimizer: ``adam``, ``adamw``, ``sgd`` or ``lars`` (SGD + layer-wise trust ratio; biases and
-            norm layers excluded from decay and scaling).
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        momentum: SGD/LARS momentum.
-        lars_eta: LARS trust coefficient.
-        scheduler: Epoch-wise schedule (``cosine``, ``poly``, ``step``, ``none``).
-        warmup_epochs: Linear warm-up epochs.
+        optim: Optimizer and schedule; ``name: lars`` is SGD + layer-wise trust ratio with biases and
+            norm layers excluded from decay and scaling.
         encoder_weights: Local ImageNet-like state dict of the encoder (e.g. torchvision/timm ResNet).
         init_checkpoint: Any earlier checkpoint (BYOL: target encoder; MIM; supervised) to start from:
             hierarchical pretraining.
@@ -100,8 +100,8 @@ class BYOL(L.LightningModule):
         ValueError: If both ``encoder_weights`` and ``init_checkpoint`` are given.
     """
 
-    monitor = ("val/loss", "min")
-    has_test = False
+    has_test: ClassVar[bool] = False
+    default_optim: ClassVar[OptimConfig] = BYOL_OPTIM
 
     def __init__(
         self,
@@ -113,13 +113,7 @@ class BYOL(L.LightningModule):
         pred_hidden_dim: int = 4096,
         base_tau: float = 0.99,
         final_tau: float = 1.0,
-        optimizer: Literal["adam", "adamw", "sgd", "lars"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-5,
-        momentum: float = 0.9,
-        lars_eta: float = 0.02,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
+        optim: OptimConfig = BYOL_OPTIM,
         encoder_weights: str | None = None,
         init_checkpoint: str | None = None,
         crop_size: int | None = None,
@@ -133,13 +127,13 @@ class BYOL(L.LightningModule):
         grayscale_p: float = 0.2,
         aug_seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(optim)
         if encoder_weights is not None and init_checkpoint is not None:
             raise ValueError(
                 f"give either encoder_weights ({encoder_weights}) or init_checkpoint ({init_checkpoint}), "
                 "not both: both initialise the same encoder"
             )
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         net = create_model("encoder_unet", in_channels=in_channels, num_classes=1, encoder_name=encoder_name)
         for init in (encoder_weights, init_checkpoint):
             if init is not None:
@@ -207,28 +201,23 @@ class BYOL(L.LightningModule):
         )
         return loss
 
-    def _param_groups(self) -> list[dict[str, Any]]:
+    def optim_parameters(self) -> list[dict[str, Any]]:
+        """Online network + predictor; LARS excludes biases and norm parameters (1-D) from decay."""
         modules = [self.online_net, self.predictor]
         params = [(n, p) for m in modules for n, p in m.named_parameters() if p.requires_grad]
-        # LARS convention: biases and normalisation parameters (1-D) get no decay and no scaling
         regular = [p for _, p in params if p.ndim > 1]
         flat = [p for _, p in params if p.ndim <= 1]
-        if self.hparams.optimizer == "lars":
+        if self.optim.name == "lars":
             return [{"params": regular}, {"params": flat, "exclude": True, "weight_decay": 0.0}]
         return [{"params": regular}, {"params": flat}]
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Optimizer over the online network and predictor + epoch-wise schedule."""
-        hp = self.hparams
-        groups = self._param_groups()
-        if hp.optimizer == "lars":
-            optimizer = LARS(
-                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, eta=hp.lars_eta
-            )
-        else:
-            optimizer = build_optimizer(groups, hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
-        scheduler = build_scheduler(optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
+        """Not a segmentation model.
+
+        Raises:
+            TypeError: Always; BYOL checkpoints initialise segmentation encoders.
+        """
+        raise TypeError(pretext_predict_message(self))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the current EMA momentum so a resumed run continues the schedule."""

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from torch import Tensor
 
+from models.optim import OptimConfig
 from pretext.ops import masked_mse, to_grey_in_mask
-from pretext.probe_base import ProbeModule, build_probe_net
+from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net
 from pretext.superpixel_masking import SuperpixelMasker, match_data_config
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,7 @@ class ColorizationProbe(ProbeModule):
         superpixel_source: ``batch`` (served by the DataModule) or ``gpu`` (computed here).
         superpixel_method: Method for ``gpu``.
         superpixel_params: Method parameters for ``gpu``.
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        scheduler: ``cosine``, ``poly``, ``step`` or ``none``.
-        warmup_epochs: Linear warm-up epochs.
+        optim: Optimizer and schedule (Adam 1e-3, cosine per epoch by default).
         seed: Seed of the masks.
     """
 
@@ -53,17 +50,13 @@ class ColorizationProbe(ProbeModule):
         superpixel_source: Literal["batch", "gpu"] = "batch",
         superpixel_method: Literal["slic", "felzenszwalb"] = "slic",
         superpixel_params: dict[str, Any] | None = None,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
+        optim: OptimConfig = PROBE_OPTIM,
         seed: int = 42,
     ) -> None:
-        super().__init__()
+        super().__init__(optim)
         if mask_ratio is not None and n_masked is not None:
             raise ValueError(f"model: give one of n_masked={n_masked} and mask_ratio={mask_ratio}")
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         if in_channels == 1:
             log.warning("colorization on 1-channel images: nothing to predict (grey input equals the target)")
         self.net = build_probe_net(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 
-from models.optim import build_optimizer, build_scheduler
-from models.registry import create_model
-from models.test_results import gather_rows, local_log_dir, summarise_rows, write_test_results
-from pretext.ops import fill_masked, log_stage, masked_mse, paper_mse_x100
+from models.networks.registry import create_model
+from models.optim import OptimConfig
+from models.task import TaskModule
+from pretext.ops import fill_masked, log_stage, masked_mse, paper_mse_x100, pretext_predict_message
 from pretext.superpixel_masking import MaskBatch, SuperpixelMasker, match_data_config
 
 
@@ -27,7 +26,11 @@ def per_image_masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return squared / area
 
 
-class SuperpixelInpainting(L.LightningModule):
+# autoSMIM's optimisation: Adam 1e-3, cosine per epoch.
+MIM_OPTIM = OptimConfig(name="adam", lr=1e-3, scheduler="cosine")
+
+
+class SuperpixelInpainting(TaskModule):
     """U-Net that reconstructs randomly masked superpixels (autoSMIM's MIM pretext task).
 
     The network (``self.net``: ``encoder``/``decoder``/``segmentation_head``) maps the masked image to
@@ -49,16 +52,11 @@ class SuperpixelInpainting(L.LightningModule):
             (computed here after augmentation with the torch backend).
         superpixel_method: Method for ``gpu``.
         superpixel_params: Method parameters for ``gpu`` (e.g. ``{n_segments: 512, compactness: 10}``).
-        optimizer: ``adam`` (paper), ``adamw`` or ``sgd``.
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        scheduler: ``cosine`` (paper), ``poly``, ``step`` or ``none`` (epoch-wise).
-        warmup_epochs: Linear warm-up epochs.
-        min_lr_factor: Floor of the schedule as a fraction of ``lr``.
+        optim: Optimizer and schedule (the paper's Adam + cosine by default).
         seed: Seed of the masks (per sample from ``(seed, stage, epoch, index)``) and noise fills.
     """
 
-    monitor = ("val/loss", "min")
+    default_optim: ClassVar[OptimConfig] = MIM_OPTIM
 
     def __init__(
         self,
@@ -73,21 +71,16 @@ class SuperpixelInpainting(L.LightningModule):
         superpixel_source: Literal["batch", "gpu"] = "batch",
         superpixel_method: Literal["slic", "felzenszwalb"] = "slic",
         superpixel_params: dict[str, Any] | None = None,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
-        min_lr_factor: float = 0.0,
+        optim: OptimConfig = MIM_OPTIM,
         seed: int = 42,
     ) -> None:
-        super().__init__()
+        super().__init__(optim)
         if mask_ratio is not None and n_masked is not None:
             raise ValueError(
                 f"model: mask_ratio={mask_ratio} and n_masked={n_masked} are both set; "
                 "give one (set n_masked: null to mask by area)"
             )
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         self.net = create_model(
             "encoder_unet",
             in_channels=in_channels,
@@ -106,7 +99,6 @@ class SuperpixelInpainting(L.LightningModule):
             seed=seed,
         )
         self.fill = fill
-        self._test_rows: list[dict[str, Any]] = []
 
     def setup(self, stage: str) -> None:
         """Check the data's superpixel source against ours and learn k (for error messages)."""
@@ -152,41 +144,26 @@ class SuperpixelInpainting(L.LightningModule):
         loss, out = self._step(batch, "val")
         return {"loss": loss, **out}
 
-    def on_test_epoch_start(self) -> None:
-        """Reset the per-image test accumulators."""
-        self._test_rows = []
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image masked MSE, paper MSE x100 and masked fraction."""
         _, out = self._step(batch, "test")
         image, pred, mask = batch["image"], out["pred"], out["mask"]
         mse = per_image_masked_mse(pred, image, mask)
         paper = 100.0 * ((pred - image * mask) ** 2).flatten(1).mean(1)
-        for i, image_id in enumerate(batch["id"]):
-            self._test_rows.append(
-                {
-                    "id": image_id,
-                    "loss": float(mse[i]),
-                    "mse_x100": float(paper[i]),
-                    "masked_fraction": float(out["fraction"][i]),
-                }
-            )
-
-    def on_test_epoch_end(self) -> None:
-        """Gather rows from all ranks, write ``test_per_image.csv`` + ``test_summary.json``."""
-        rows = gather_rows(self._test_rows)
-        summary = summarise_rows(rows)
-        log_dir = local_log_dir(self.trainer)
-        if self.trainer.is_global_zero and log_dir is not None:
-            write_test_results(rows, summary, log_dir)
-        self.test_summary = summary
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Optimizer + epoch-wise schedule (paper: Adam, cosine)."""
-        hp = self.hparams
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, hp.optimizer, hp.lr, hp.weight_decay)
-        scheduler = build_scheduler(
-            optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs, hp.min_lr_factor
+        self.add_test_rows(
+            {
+                "id": image_id,
+                "loss": float(mse[i]),
+                "mse_x100": float(paper[i]),
+                "masked_fraction": float(out["fraction"][i]),
+            }
+            for i, image_id in enumerate(batch["id"])
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
+        """Not a segmentation model.
+
+        Raises:
+            TypeError: Always; a pretext checkpoint must be fine-tuned first.
+        """
+        raise TypeError(pretext_predict_message(self))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.optim import OptimConfig
 from pretext.ops import JIGSAW_PERMUTATIONS, jigsaw_batch
-from pretext.probe_base import ProbeModule, build_probe_net, pooled_deepest
+from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net, pooled_deepest
 
 
 class JigsawProbe(ProbeModule):
@@ -24,11 +25,7 @@ class JigsawProbe(ProbeModule):
         encoder_checkpoint: MIM checkpoint whose ``encoder.*`` initialises the encoder (probe mode).
         freeze_encoder: Train only the heads (probe mode, the paper's setting).
         tile_features: Width of the per-tile projection (paper: 512).
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        scheduler: ``cosine``, ``poly``, ``step`` or ``none``.
-        warmup_epochs: Linear warm-up epochs.
+        optim: Optimizer and schedule (Adam 1e-3, cosine per epoch by default).
         seed: Seed of the permutations (per batch from seed, stage, epoch and indices).
     """
 
@@ -40,15 +37,11 @@ class JigsawProbe(ProbeModule):
         encoder_checkpoint: str | None = None,
         freeze_encoder: bool = True,
         tile_features: int = 512,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
+        optim: OptimConfig = PROBE_OPTIM,
         seed: int = 42,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(optim)
+        self.save_task_hyperparameters()
         self.net = build_probe_net(
             in_channels,
             in_channels,

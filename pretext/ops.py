@@ -192,6 +192,8 @@ def jigsaw_batch(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Te
 def log_stage(module: Any, stage: str, loss: Tensor, metrics: dict[str, Tensor], batch_size: int) -> None:
     """Log ``<stage>/loss`` (progress bar) and ``<stage>/<metric>`` epoch means; synced off-train.
 
+    Test values are not logged here: the task contract logs the test summary (``test/<key>``).
+
     Args:
         module: The LightningModule logging the values.
         stage: ``train``, ``val`` or ``test``.
@@ -199,6 +201,8 @@ def log_stage(module: Any, stage: str, loss: Tensor, metrics: dict[str, Tensor],
         metrics: Extra scalar tensors of the batch.
         batch_size: Samples in the batch (weights the epoch mean).
     """
+    if stage == "test":
+        return
     sync = stage != "train"
     module.log(
         f"{stage}/loss",
@@ -218,3 +222,11 @@ def log_stage(module: Any, stage: str, loss: Tensor, metrics: dict[str, Tensor],
             sync_dist=sync,
             batch_size=batch_size,
         )
+
+
+def pretext_predict_message(module: Any) -> str:
+    """Why a pretext module cannot predict masks, and what to do instead."""
+    return (
+        f"this checkpoint is a pretext model ({type(module).__name__}); fine-tune it first: "
+        "pass it as model.init_args.pretrained of a segmentation config (see configs/downstream_sample.yaml)"
+    )

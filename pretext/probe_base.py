@@ -9,18 +9,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.checkpoints import load_pretrained
-from models.optim import build_optimizer, build_scheduler
-from models.registry import create_model
-from pretext.ops import log_stage
+from models.networks.registry import create_model
+from models.optim import OptimConfig
+from models.task import TaskModule
+from models.test_rows import summarise_rows
+from models.transfer import load_pretrained
+from pretext.ops import log_stage, pretext_predict_message
 from pretext.superpixel_masking import STAGE_CODES
 
 log = logging.getLogger(__name__)
+
+# The probes' optimisation defaults: Adam 1e-3, cosine per epoch.
+PROBE_OPTIM = OptimConfig(name="adam", lr=1e-3, scheduler="cosine")
 
 
 class EncoderOnly(nn.Module):
@@ -93,14 +97,13 @@ def pooled_deepest(encoder: nn.Module, images: Tensor) -> Tensor:
     return encoder(images)[-1].mean(dim=(2, 3))
 
 
-class ProbeModule(L.LightningModule):
+class ProbeModule(TaskModule):
     """Base of the probes: subclasses set ``self.net`` and implement ``_step(batch, stage)``.
 
     ``_step`` returns ``(loss, metrics)`` with metrics as scalar tensors; they are logged as
-    ``{stage}/{name}``, and test means become ``self.test_summary["mean"]``.
+    ``{stage}/{name}``. At test, each batch becomes one row (weighted by its image count), so the
+    test summary holds the means over images.
     """
-
-    monitor = ("val/loss", "min")
 
     def train(self, mode: bool = True) -> ProbeModule:
         """Switch modes but keep a frozen encoder in eval mode (fixed BatchNorm statistics)."""
@@ -123,10 +126,10 @@ class ProbeModule(L.LightningModule):
         size = batch["image"].shape[0]
         log_stage(self, stage, loss, metrics, size)
         if stage == "test":
-            self._test_sums["loss"] = self._test_sums.get("loss", 0.0) + loss.detach().double() * size
-            for key, value in metrics.items():
-                self._test_sums[key] = self._test_sums.get(key, 0.0) + value.detach().double() * size
-            self._test_count += size
+            # One row per batch: the probes' metrics are batch means (e.g. jigsaw accuracy).
+            first = int(batch["index"][0])
+            row = {"id": f"batch_from_{first:07d}", "images": size, "loss": float(loss)}
+            self.add_test_rows([{**row, **{k: float(v) for k, v in metrics.items()}}])
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -137,29 +140,18 @@ class ProbeModule(L.LightningModule):
         """Validation loss with fixed (epoch-independent) random choices."""
         return self._run(batch, "val")
 
-    def on_test_epoch_start(self) -> None:
-        """Reset the per-image test accumulators."""
-        self._test_sums: dict[str, Any] = {}
-        self._test_count = 0
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Test loss and metrics, accumulated for :attr:`test_summary`."""
+        """Test loss and metrics of the batch, kept as one row."""
         return self._run(batch, "test")
 
-    def on_test_epoch_end(self) -> None:
-        """Means over all test images of every rank: ``self.test_summary = {"mean": {...}}``."""
-        reduce = self.trainer.strategy.reduce
-        count = float(reduce(torch.tensor(float(self._test_count), device=self.device), reduce_op="sum"))
-        means = {}
-        for key, total in self._test_sums.items():
-            summed = reduce(torch.as_tensor(total, device=self.device, dtype=torch.float64), reduce_op="sum")
-            means[key] = float(summed) / max(count, 1.0)
-        self.test_summary = {"num_images": int(count), "mean": means}
+    def summarise_test(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Means over images (rows are batches, weighted by their ``images``)."""
+        return summarise_rows(rows, weight_key="images")
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Optimizer over the trainable parameters + epoch-wise schedule."""
-        hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, hp.optimizer, hp.lr, hp.weight_decay)
-        scheduler = build_scheduler(optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
+        """Not a segmentation model.
+
+        Raises:
+            TypeError: Always; a probe checkpoint is not a segmentation model.
+        """
+        raise TypeError(pretext_predict_message(self))

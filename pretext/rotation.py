@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.optim import OptimConfig
 from pretext.ops import rotate_batch
-from pretext.probe_base import ProbeModule, build_probe_net, pooled_deepest
+from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net, pooled_deepest
 
 
 class RotationProbe(ProbeModule):
@@ -20,11 +21,7 @@ class RotationProbe(ProbeModule):
         encoder_weights: Local encoder weights for a standalone run (None = random init).
         encoder_checkpoint: MIM checkpoint whose ``encoder.*`` initialises the encoder (probe mode).
         freeze_encoder: Train only the head (probe mode, the paper's setting).
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
-        lr: Base learning rate.
-        weight_decay: Weight decay.
-        scheduler: ``cosine``, ``poly``, ``step`` or ``none``.
-        warmup_epochs: Linear warm-up epochs.
+        optim: Optimizer and schedule (Adam 1e-3, cosine per epoch by default).
         seed: Seed of the rotations (per batch from seed, stage, epoch and indices).
     """
 
@@ -35,15 +32,11 @@ class RotationProbe(ProbeModule):
         encoder_weights: str | None = None,
         encoder_checkpoint: str | None = None,
         freeze_encoder: bool = True,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "cosine",
-        warmup_epochs: int = 0,
+        optim: OptimConfig = PROBE_OPTIM,
         seed: int = 42,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(optim)
+        self.save_task_hyperparameters()
         self.net = build_probe_net(
             in_channels,
             in_channels,

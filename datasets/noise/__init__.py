@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datasets.noise import layout as _layout  # noqa: F401  (registers the 'noisy' layout)
 from datasets.noise.simulate import (
     NOISE_TYPES,
     NoiseResult,

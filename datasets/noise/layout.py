@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.registry import unknown_name_message
 from datasets.layouts import LAYOUTS, find_samples, register_layout
 from datasets.records import SampleRecord
 
@@ -63,7 +64,10 @@ def noisy_layout(root: Path, split: str) -> list[SampleRecord]:
     """Records of the source dataset with the noisy split's masks swapped for the simulated ones."""
     view = read_view(root)
     if view["source_layout"] not in LAYOUTS:
-        raise ValueError(f"{root / VIEW_FILENAME}: unknown source_layout {view['source_layout']!r}")
+        raise ValueError(
+            f"{root / VIEW_FILENAME}: source_layout: "
+            + unknown_name_message("layout", view["source_layout"], LAYOUTS.names())
+        )
     records = find_samples(view["source_layout"], source_root(root, view), split)
     if split != view["split"]:
         return records

@@ -1,6 +1,6 @@
 """One entry point for every superpixel algorithm: ``superpixels(images, method, backend, ...)``.
 
-Backends live in a registry keyed by ``(method, backend)``; parameters are checked against the
+Backends live in a registry keyed by ``method/backend``; parameters are checked against the
 method's defaults so a misspelt name fails loudly. All backends share the input conventions and
 return consecutive labels from 0 (or 1..N inside a mask, 0 outside) with the real segment count.
 """
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from core.registry import Registry, unknown_name_message
 from datasets.superpixels.body_mask import body_mask
 from datasets.superpixels.colour import to_unit_float
 from datasets.superpixels.connectivity import enforce_connectivity
@@ -43,32 +44,33 @@ def _slic_torch(images, mask=None, **params):
     return slic_torch(images, mask=mask, **params)
 
 
-# (method, backend) -> (function, input kind). "numpy" backends take float [B, H, W, C] arrays and
-# leave the mask to the engine; "torch" backends take [B, C, H, W] tensors and the mask themselves.
-BACKENDS: dict[tuple[str, str], tuple[Callable, str]] = {
-    ("slic", "skimage"): (slic_skimage, "numpy"),
-    ("slic", "numba"): (slic_numba, "numpy"),
-    ("slic", "torch"): (_slic_torch, "torch"),
-    ("felzenszwalb", "skimage"): (felzenszwalb_skimage, "numpy"),
-}
+# "method/backend" -> function, with its input kind as metadata. "numpy" backends take float
+# [B, H, W, C] arrays and leave the mask to the engine; "torch" backends take [B, C, H, W] tensors
+# and the mask themselves.
+BACKENDS: Registry[Callable] = Registry("superpixel backend")
+BACKENDS.register("slic/skimage", slic_skimage, kind="numpy")
+BACKENDS.register("slic/numba", slic_numba, kind="numpy")
+BACKENDS.register("slic/torch", _slic_torch, kind="torch")
+BACKENDS.register("felzenszwalb/skimage", felzenszwalb_skimage, kind="numpy")
 
 
 def register_backend(method: str, backend: str, fn: Callable, kind: str = "numpy") -> None:
-    """Add or replace a backend (``fn(images, **params) -> (labels, counts)``).
+    """Add a backend (``fn(images, **params) -> (labels, counts)``) for ``method``.
 
     Raises:
-        ValueError: for an unknown method or kind.
+        ValueError: for an unknown method or kind, or a name already taken.
     """
     if method not in METHOD_DEFAULTS:
         raise ValueError(f"register_backend: unknown method {method!r}; known: {sorted(METHOD_DEFAULTS)}")
     if kind not in ("numpy", "torch"):
         raise ValueError(f"register_backend: kind must be 'numpy' or 'torch', got {kind!r}")
-    BACKENDS[(method, backend)] = (fn, kind)
+    BACKENDS.register(f"{method}/{backend}", fn, kind=kind)
 
 
 def available_backends(method: str | None = None) -> list[str]:
     """Backends registered for ``method`` (all backends when None)."""
-    return sorted({b for (m, b) in BACKENDS if method is None or m == method})
+    pairs = [name.split("/") for name in BACKENDS.names()]
+    return sorted({b for m, b in pairs if method is None or m == method})
 
 
 def resolve_params(method: str, backend: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,13 +89,13 @@ def resolve_params(method: str, backend: str, params: dict[str, Any] | None = No
     """
     if method not in METHOD_DEFAULTS:
         raise ValueError(f"superpixels: unknown method {method!r}; valid methods: {sorted(METHOD_DEFAULTS)}")
-    if (method, backend) not in BACKENDS:
+    if f"{method}/{backend}" not in BACKENDS:
         hint = ""
         if backend in available_backends():
             hint = f" (backend {backend!r} does not implement {method!r})"
         raise ValueError(
-            f"superpixels: unknown backend {backend!r} for method {method!r}{hint}; "
-            f"valid backends for {method!r}: {available_backends(method)}"
+            f"superpixels: {unknown_name_message('backend', backend, available_backends(method))}"
+            f" for method {method!r}{hint}"
         )
     defaults = METHOD_DEFAULTS[method]
     unknown = sorted(set(params or {}) - set(defaults))
@@ -257,7 +259,7 @@ def superpixels(
         TypeError: array type or dtype not accepted by the backend.
     """
     p = resolve_params(method, backend, params)
-    fn, kind = BACKENDS[(method, backend)]
+    fn, kind = BACKENDS.get(f"{method}/{backend}"), BACKENDS.meta(f"{method}/{backend}")["kind"]
     if kind == "torch":
         images = _check_torch_batch(images)
         channels = int(images.shape[1])

@@ -47,7 +47,7 @@ def load_config_files(paths: Sequence[str | Path]) -> dict[str, Any]:
         FileNotFoundError: If a file is missing.
         ValueError: If a file does not hold a YAML mapping.
     """
-    from models.config_stack import load_config_stack  # lazy: ``models`` pulls in torch
+    from core.config_stack import load_config_stack
 
     return load_config_stack(list(paths))
 

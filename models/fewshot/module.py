@@ -5,20 +5,19 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datasets.atomic_io import atomic_write_csv, atomic_write_json
 from datasets.image_io import write_png_atomic
 from models.fewshot.alp import alp_logits
 from models.fewshot.network import FewShotEncoder
+from models.optim import OptimConfig
 from models.overlays import overlay
-from models.test_results import gather_rows, local_log_dir
+from models.task import Monitor, TaskModule, local_log_dir
 
 
 def episode_logits(
@@ -80,7 +79,22 @@ def _to_uint8(image: Tensor) -> np.ndarray:
     return np.repeat((grey * 255).round().astype(np.uint8)[..., None], 3, axis=2)
 
 
-class ALPNetModule(L.LightningModule):
+# SSL-ALPNet's optimisation: SGD 1e-3 (momentum 0.9, no Nesterov), weight decay 5e-4, lr x 0.95
+# every 1000 iterations.
+ALPNET_OPTIM = OptimConfig(
+    name="sgd",
+    lr=1e-3,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=5e-4,
+    scheduler="step",
+    interval="step",
+    step_size=1000,
+    gamma=0.95,
+)
+
+
+class ALPNetModule(TaskModule):
     """SSL-ALPNet: ALP prototypes on DeepLabV3 features, trained on superpixel episodes.
 
     Checkpointing monitors ``train/iterations`` (max): self-supervised training has no labelled
@@ -92,11 +106,7 @@ class ALPNetModule(L.LightningModule):
         feature_dim: Encoder output channels (256).
         num_classes: 2 (background, foreground of an episode); linked from the data.
         in_channels: 3 (grey tiled); linked from the data.
-        lr: SGD learning rate.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        lr_step: Multiply the lr by ``lr_gamma`` every this many iterations.
-        lr_gamma: Step decay factor.
+        optim: Optimizer and schedule (the paper's SGD with a step decay per iteration by default).
         bg_weight: Cross-entropy weight of the background (foreground 1.0).
         align_weight: Weight of the alignment loss.
         train_window: ALP pooling window in training.
@@ -106,7 +116,8 @@ class ALPNetModule(L.LightningModule):
         max_overlays: Overlay PNGs written at test (middle query slice per organ and scan).
     """
 
-    monitor = ("train/iterations", "max")
+    monitor: ClassVar[Monitor] = Monitor("train/iterations", "max")
+    default_optim: ClassVar[OptimConfig] = ALPNET_OPTIM
 
     def __init__(
         self,
@@ -115,11 +126,7 @@ class ALPNetModule(L.LightningModule):
         feature_dim: int = 256,
         num_classes: int = 2,
         in_channels: int = 3,
-        lr: float = 1e-3,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        lr_step: int = 1000,
-        lr_gamma: float = 0.95,
+        optim: OptimConfig = ALPNET_OPTIM,
         bg_weight: float = 0.05,
         align_weight: float = 1.0,
         train_window: int = 4,
@@ -128,17 +135,16 @@ class ALPNetModule(L.LightningModule):
         scale: float = 20.0,
         max_overlays: int = 32,
     ) -> None:
-        super().__init__()
+        super().__init__(optim)
         if num_classes != 2 or in_channels != 3:
             raise ValueError(
                 f"ALPNetModule: episodes are binary on 3-channel images; got num_classes={num_classes}, "
                 f"in_channels={in_channels} (expected 2 and 3)"
             )
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         self.encoder = FewShotEncoder(backbone, weights_path, feature_dim)
         self.register_buffer("ce_weight", torch.tensor([bg_weight, 1.0]), persistent=False)
-        self._rows: list[dict[str, Any]] = []
-        self.test_summary: dict[str, Any] = {}
+        self._overlays = 0
 
     def forward(self, support: Tensor, support_mask: Tensor, query: Tensor) -> Tensor:
         """Query logits with the test window. Shape: ``[B,3,H,W], [B,H,W], [B,3,H,W] -> [B,2,H,W]``."""
@@ -171,16 +177,10 @@ class ALPNetModule(L.LightningModule):
         self.log("train/iterations", float(self.global_step + 1), batch_size=bs)
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """SGD with a step decay every ``lr_step`` iterations."""
-        h = self.hparams
-        opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=h.lr_step, gamma=h.lr_gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
     def on_test_epoch_start(self) -> None:
-        """Reset the per-slice rows."""
-        self._rows, self._overlays = [], 0
+        """Reset the per-slice rows and the overlay count."""
+        super().on_test_epoch_start()
+        self._overlays = 0
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Segment one query slice; keep intersection/prediction counts for the 3D Dice."""
@@ -189,11 +189,11 @@ class ALPNetModule(L.LightningModule):
         gt = batch["query_mask"]
         for b in range(pred.shape[0]):
             scan, organ, z = batch["query_scan"][b], batch["organ"][b], int(batch["query_z"][b])
-            self._rows.append({
+            self.add_test_rows([{
                 "id": f"{scan}/{organ}/{z:04d}", "scan": scan, "organ": organ, "z": z,
                 "support_z": int(batch["support_z"][b]), "inter": int((pred[b].bool() & gt[b].bool()).sum()),
                 "pred": int(pred[b].sum()), "gt_total": int(batch["gt_total"][b]),
-            })  # fmt: skip
+            }])  # fmt: skip
             if bool(batch["overlay"][b]) and self._overlays < self.hparams.max_overlays:
                 self._save_overlay(batch, pred, b, f"{scan}_{organ}_z{z:03d}.png")
 
@@ -212,9 +212,8 @@ class ALPNetModule(L.LightningModule):
         write_png_atomic(out / name, panel)
         self._overlays += 1
 
-    def on_test_epoch_end(self) -> None:
-        """3D Dice per organ per query scan, the table (CSV + printed) and ``test_summary``."""
-        rows = gather_rows(self._rows)
+    def summarise_test(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """3D Dice per organ per query scan (``per_scan``) and its means per organ (``mean``)."""
         totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         for r in rows:
             t = totals[(r["scan"], r["organ"])]
@@ -228,16 +227,13 @@ class ALPNetModule(L.LightningModule):
         organs = list(dict.fromkeys(r["organ"] for r in table))
         mean = {f"dice_{o}": float(np.nanmean([r["dice"] for r in table if r["organ"] == o])) for o in organs}
         mean["dice_mean"] = float(np.mean(list(mean.values()))) if mean else math.nan
-        self.test_summary = {"mean": mean, "per_scan": table, "num_slices": len(rows)}
-        for key, value in mean.items():
-            self.log(f"test/{key}", value, rank_zero_only=True)
-        run_dir = local_log_dir(self.trainer)
-        if self.trainer.is_global_zero and run_dir is not None:
-            out = Path(run_dir)
-            means = [{"scan": "mean", "organ": k[5:], "dice": v} for k, v in mean.items()]
-            atomic_write_csv(out / "fewshot_dice.csv", table + means, ["scan", "organ", "dice"])
-            atomic_write_json(out / "test_summary.json", self.test_summary)
-            print(format_table(table, mean))
+        return {"mean": mean, "per_scan": table, "num_slices": len(rows)}
+
+    def on_test_epoch_end(self) -> None:
+        """Summarise (see :meth:`summarise_test`) and print the table on rank 0."""
+        super().on_test_epoch_end()
+        if self.trainer.is_global_zero:
+            print(format_table(self.test_summary["per_scan"], self.test_summary["mean"]))
 
 
 def format_table(table: list[dict[str, Any]], mean: dict[str, float]) -> str:

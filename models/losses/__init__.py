@@ -17,61 +17,16 @@ it does not take a target; import it from ``models.losses.distillation``.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES: dict[str, type[nn.Module]] = {}
-
-
-def register_loss(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Register a loss class under ``name``.
-
-    Args:
-        name: Unique registry name (lower case, e.g. ``"dice"``).
-
-    Returns:
-        A decorator that registers the class and returns it unchanged.
-
-    Raises:
-        ValueError: If ``name`` is already registered.
-    """
-
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in LOSSES:
-            raise ValueError(f"loss name {name!r} is already registered by {LOSSES[name]!r}")
-        LOSSES[name] = cls
-        return cls
-
-    return decorator
-
-
-def list_losses() -> list[str]:
-    """Return the sorted names of all registered losses."""
-    return sorted(LOSSES)
-
-
-def create_loss(name: str, **kwargs) -> nn.Module:
-    """Build a registered loss.
-
-    Args:
-        name: Registry name, see :func:`list_losses`.
-        **kwargs: Keyword arguments of the loss class (e.g. ``ignore_index``, ``smooth``).
-
-    Returns:
-        The loss module; ``forward(logits, target)`` returns a scalar tensor.
-
-    Raises:
-        KeyError: If ``name`` is not registered (the message lists close matches).
-    """
-    if name not in LOSSES:
-        close = difflib.get_close_matches(name, LOSSES, n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise KeyError(f"unknown loss {name!r}{hint} Registered: {sorted(LOSSES)}")
-    return LOSSES[name](**kwargs)
+from models.losses.hybrid import HybridLoss
+from models.losses.overlap import DiceLoss, JaccardLoss, TverskyLoss
+from models.losses.pixelwise import BCELoss, CrossEntropyLoss, FocalLoss, OhemCrossEntropyLoss
+from models.losses.registry import LOSSES, create_loss, list_losses, register_loss
 
 
 def apply_loss(
@@ -136,16 +91,6 @@ class DeepSupervisionLoss(nn.Module):
         return apply_loss(self.base, logits, target, self.weights)
 
 
-# Imported last: these modules use ``register_loss`` defined above.
-from models.losses import hybrid, overlap, pixelwise, segmentation  # noqa: E402, F401
-from models.losses.hybrid import HybridLoss  # noqa: E402
-from models.losses.overlap import DiceLoss, JaccardLoss, TverskyLoss  # noqa: E402
-from models.losses.pixelwise import (  # noqa: E402
-    BCELoss,
-    CrossEntropyLoss,
-    FocalLoss,
-    OhemCrossEntropyLoss,
-)
 
 __all__ = [
     "LOSSES",

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from models.losses import create_loss, register_loss
+from models.losses.registry import create_loss, register_loss
 
 
 @register_loss("hybrid")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.losses import register_loss
 from models.losses._base import FunctionalLoss, init_arguments
 from models.losses._checks import as_class_logits, check_shapes, valid_target
+from models.losses.registry import register_loss
 
 
 def soft_overlap(

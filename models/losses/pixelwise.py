@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.losses import register_loss
 from models.losses._base import FunctionalLoss, init_arguments
 from models.losses._checks import (
     as_class_logits,
@@ -18,6 +17,7 @@ from models.losses._checks import (
     valid_target,
     weight_vector,
 )
+from models.losses.registry import register_loss
 
 
 def cross_entropy_loss(

@@ -1,5 +1,5 @@
-"""Segmentation networks; importing this package registers every network with ``models.registry``."""
+"""Segmentation networks, one module per architecture; ``NETWORKS`` (registry.py) names them all."""
 
-from models.networks import ducknet, encoder_unet, resunet, resunetpp, unet, unetpp
+from models.networks.registry import NETWORKS, create_model, list_models, register_model
 
-__all__ = ["ducknet", "encoder_unet", "resunet", "resunetpp", "unet", "unetpp"]
+__all__ = ["NETWORKS", "create_model", "list_models", "register_model"]

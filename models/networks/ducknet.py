@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.blocks import ConvBNAct, PaddedSegmentationNet
-from models.registry import register_model
+from models.networks.registry import register_model
 
 DEPTH = 5
 SEPARATED_KERNEL = 7  # odd, so "same" padding is symmetric (the paper's code uses 6)

@@ -12,8 +12,9 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from core.checkpoint_io import read_checkpoint
 from models.networks.blocks import PaddedSegmentationNet
-from models.registry import register_model
+from models.networks.registry import register_model
 
 
 class EncoderUNet(PaddedSegmentationNet):
@@ -88,7 +89,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "file (a state dict, or a dict with 'state_dict'); hub names such as 'imagenet' are never "
             "downloaded, and None means random initialisation"
         )
-    obj = torch.load(file, map_location="cpu", weights_only=True)
+    obj = read_checkpoint(file)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

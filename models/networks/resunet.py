@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.blocks import PaddedSegmentationNet
-from models.registry import register_model
+from models.networks.registry import register_model
 
 
 class PreActResidualUnit(nn.Module):

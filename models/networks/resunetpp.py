@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.blocks import ASPP, AttentionGate, PaddedSegmentationNet, SqueezeExcite
+from models.networks.registry import register_model
 from models.networks.resunet import PreActResidualUnit
-from models.registry import register_model
 
 ASPP_RATES = (1, 6, 12, 18)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from models.networks.blocks import DoubleConv, PaddedSegmentationNet, UpConvBNAct
-from models.registry import register_model
+from models.networks.registry import register_model
 
 DEPTH = 4
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
+from core.registry import Registry
 from models.noisy.jocor import coteaching_losses, jocor_pixel_loss, loss_gap, masked_mean, pixel_cross_entropy
 from models.noisy.superpixel_ops import select_small_loss, superpixel_mean
 
@@ -78,10 +79,9 @@ def jocor_superpixel_loss(x: LossInputs) -> tuple[Tensor, Tensor]:
     return jocor_loss(replace(x, probs=[superpixel_mean(p, x.superpixels) for p in x.probs]))
 
 
-NOISY_METHODS: dict[str, NoisyMethod] = {
-    "plain": NoisyMethod(1, False, plain_loss),
-    "coteaching": NoisyMethod(2, False, coteaching_loss),
-    "jocor": NoisyMethod(2, False, jocor_loss),
-    "jocor_sp": NoisyMethod(2, True, jocor_superpixel_loss),
-}
-METHODS = tuple(NOISY_METHODS)
+NOISY_METHODS: Registry[NoisyMethod] = Registry("noisy method")
+NOISY_METHODS.register("plain", NoisyMethod(1, False, plain_loss))
+NOISY_METHODS.register("coteaching", NoisyMethod(2, False, coteaching_loss))
+NOISY_METHODS.register("jocor", NoisyMethod(2, False, jocor_loss))
+NOISY_METHODS.register("jocor_sp", NoisyMethod(2, True, jocor_superpixel_loss))
+METHODS = ("plain", "coteaching", "jocor", "jocor_sp")

@@ -20,36 +20,37 @@ process on the clean validation masks (``simulation``; see ``datasets.noise.stat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import datasets.jsrt  # noqa: F401  (registers the jsrt layouts for configs using this module)
-import datasets.noise  # noqa: F401  (registers the 'noisy' layout)
 from datasets.image_io import read_mask, write_png_atomic
 from datasets.noise.layout import read_view
 from datasets.noise.statistics import estimate_precision_by_simulation
 from datasets.segmentation_dataset import SegmentationDataset
 from datasets.transforms import build_transforms
 from models.metric_collection import SegmentationMetrics
+from models.networks.registry import create_model
 from models.noisy.jocor import class_balance_weights
 from models.noisy.methods import METHODS, NOISY_METHODS, LossInputs
 from models.noisy.refine_round import main_output, peer_probabilities, refined_masks, update_flips
 from models.noisy.refinement import LossGapTracker, apply_flips, write_label_set_atomic
 from models.noisy.superpixel_ops import keep_rates_at
-from models.optim import build_optimizer, build_scheduler
-from models.registry import create_model
-from models.segmentation_module import SegmentationModule, logits_to_labels
-from models.test_results import local_log_dir
+from models.optim import OptimConfig
+from models.segmentation_module import log_validation_metrics, logits_to_labels, test_rows
+from models.task import Monitor, TaskModule, local_log_dir, probabilities
 
 __all__ = ["METHODS", "NoisyLabelSegmentation"]
 
 
-class NoisyLabelSegmentation(L.LightningModule):
+# The paper's optimisation: SGD (Nesterov) 5e-3, momentum 0.99, weight decay 1e-4, constant.
+NOISY_OPTIM = OptimConfig(name="sgd", lr=5e-3, weight_decay=1e-4, momentum=0.99, scheduler="none")
+
+
+class NoisyLabelSegmentation(TaskModule):
     """Two peer networks trained on noisy labels (JoCoR / Co-teaching / superpixel-guided JoCoR).
 
     Args:
@@ -69,19 +70,14 @@ class NoisyLabelSegmentation(L.LightningModule):
         max_refine_rounds: Rounds at most (the paper's code refined once).
         refined_labels_dir: Where label sets go (default ``<run dir>/refined_labels``).
         eval_net: Network evaluated in validation/test: ``net1`` or ``mean`` (averaged probabilities).
-        optimizer: ``sgd``, ``adam`` or ``adamw``.
-        lr: Learning rate.
-        weight_decay: Weight decay.
-        momentum: SGD momentum.
-        scheduler: ``none``, ``poly``, ``cosine`` or ``step``.
-        warmup_epochs: Linear warm-up epochs.
-        min_lr_factor: Schedule floor as a fraction of ``lr``.
+        optim: Optimizer and schedule of both peers (one optimizer over both).
         include_background: Count background in Dice/IoU.
         hd95_in_test: HD95 per test image.
         simulation_seed: Seed of the keep-rate simulation.
     """
 
-    monitor = ("val/dice", "max")
+    monitor: ClassVar[Monitor] = Monitor("val/dice", "max")
+    default_optim: ClassVar[OptimConfig] = NOISY_OPTIM
 
     def __init__(
         self,
@@ -101,31 +97,24 @@ class NoisyLabelSegmentation(L.LightningModule):
         max_refine_rounds: int = 1,
         refined_labels_dir: str | None = None,
         eval_net: Literal["net1", "mean"] = "net1",
-        optimizer: Literal["adam", "adamw", "sgd"] = "sgd",
-        lr: float = 5e-3,
-        weight_decay: float = 1e-4,
-        momentum: float = 0.99,
-        scheduler: Literal["cosine", "poly", "step", "none"] = "none",
-        warmup_epochs: int = 0,
-        min_lr_factor: float = 0.0,
+        optim: OptimConfig = NOISY_OPTIM,
         include_background: bool = False,
         hd95_in_test: bool = True,
         simulation_seed: int = 0,
     ) -> None:
-        super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        super().__init__(optim)
+        NOISY_METHODS.check(method)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (softmax outputs), got {num_classes}")
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         if keep_rates is not None and len(keep_rates) != num_classes:
             raise ValueError(f"keep_rates has {len(keep_rates)} entries, expected num_classes={num_classes}")
-        if eval_net == "mean" and NOISY_METHODS[method].networks < 2:
+        if eval_net == "mean" and NOISY_METHODS.get(method).networks < 2:
             raise ValueError(f"eval_net 'mean' needs two networks; method {method!r} trains one")
-        self.save_hyperparameters()
+        self.save_task_hyperparameters()
         self.num_classes = num_classes
-        count = NOISY_METHODS[method].networks
+        count = NOISY_METHODS.get(method).networks
         self.nets = nn.ModuleList(
             create_model(model, in_channels=in_channels, num_classes=num_classes, **(model_kwargs or {}))
             for _ in range(count)
@@ -138,9 +127,8 @@ class NoisyLabelSegmentation(L.LightningModule):
         self.last_flipped = 0
         self.val_metrics = SegmentationMetrics(num_classes=num_classes, include_background=include_background)
         self._gap_sum, self._gap_count = 0.0, 0
-        self._test_rows: list[dict[str, Any]] = []
 
-    # -- evaluation: network 1 or the peers' mean; tests reuse the supervised module's code --------
+    # -- evaluation: network 1 or the peers' mean; test rows as the supervised module's -------------
     def forward(self, image: Tensor) -> Tensor:
         """Logits (``eval_net: mean``: log of the averaged probabilities).
 
@@ -151,10 +139,19 @@ class NoisyLabelSegmentation(L.LightningModule):
             return peer_probabilities(self.nets, image).clamp_min(1e-7).log()
         return main_output(self.nets[0](image))
 
-    test_step = SegmentationModule.test_step
-    on_test_epoch_start = SegmentationModule.on_test_epoch_start
-    on_test_epoch_end = SegmentationModule.on_test_epoch_end
-    on_validation_epoch_end = SegmentationModule.on_validation_epoch_end
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Per-image metrics of the evaluated network at each image's original resolution."""
+        classes, hp = max(self.num_classes, 2), self.hparams
+        logits = self(batch["image"])
+        self.add_test_rows(test_rows(logits, batch, classes, hp.include_background, hp.hd95_in_test))
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
+        """Class probabilities of the evaluated network (``eval_net``)."""
+        return probabilities(self(batch["image"]))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log DDP-synchronised validation metrics (``val/dice`` is the checkpoint monitor)."""
+        log_validation_metrics(self, self.val_metrics)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Validation loss and metrics of the evaluated network (against the clean val labels)."""
@@ -209,7 +206,7 @@ class NoisyLabelSegmentation(L.LightningModule):
             KeyError: If ``jocor_sp`` or refinement gets batches without ``superpixels``.
         """
         method = self.hparams.method
-        if (NOISY_METHODS[method].needs_superpixels or self.refinement) and "superpixels" not in batch:
+        if (NOISY_METHODS.get(method).needs_superpixels or self.refinement) and "superpixels" not in batch:
             raise KeyError(
                 f"method {method!r} (refinement={self.refinement}) needs batch['superpixels']: set "
                 "data.superpixels (source cpu or cache)"
@@ -225,7 +222,7 @@ class NoisyLabelSegmentation(L.LightningModule):
             lam=self.hparams.lam,
             superpixels=batch.get("superpixels"),
         )
-        return NOISY_METHODS[method].loss(inputs)
+        return NOISY_METHODS.get(method).loss(inputs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step of both peers."""
@@ -237,7 +234,8 @@ class NoisyLabelSegmentation(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        """Reset the epoch's loss-gap accumulator."""
+        """Reset the epoch's loss-gap accumulator (and tell the data the epoch)."""
+        super().on_train_epoch_start()
         self._gap_sum, self._gap_count = 0.0, 0
 
     def on_train_epoch_end(self) -> None:
@@ -317,12 +315,3 @@ class NoisyLabelSegmentation(L.LightningModule):
         self.tracker.load_state_dict(state["tracker"])
         self.refine_rounds = int(state["rounds"])
         self.keep_rates = state["keep_rates"]
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """One optimizer over both peers + an epoch-wise schedule."""
-        hp = self.hparams
-        optimizer = build_optimizer(self.nets.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
-        scheduler = build_scheduler(
-            optimizer, hp.scheduler, self.trainer.max_epochs, hp.warmup_epochs, hp.min_lr_factor
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

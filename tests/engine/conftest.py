@@ -24,7 +24,7 @@ def tiny_args(tmp_path: Path, *extra: str, epochs: int = 1) -> list[str]:
         "0",
         "--model.model_kwargs",
         '{"base_channel": 4}',
-        "--model.warmup_epochs",
+        "--model.optim.warmup",
         "0",
         "--trainer.max_epochs",
         str(epochs),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.cli import FrameworkCLI, resolve_resume, translate_argv
+from engine.cli import FrameworkCLI, translate_argv
+from engine.run_dirs import resolve_resume
 from run import main
 
 
@@ -25,7 +26,7 @@ def test_translate_argv_maps_short_flags():
 
 
 def test_config_bases_expand_first_and_merge_deeply(tmp_path):
-    from models.config_stack import expand_config_args, load_config_stack
+    from core.config_stack import expand_config_args, load_config_stack
 
     (tmp_path / "base.yaml").write_text("trainer: {max_epochs: 3, min_epochs: 2}\nname: base\n")
     (tmp_path / "kid.yaml").write_text("base: base.yaml\ntrainer: {max_epochs: 7}\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.cli import FrameworkCLI, translate_argv
+from engine.cli import FrameworkCLI, translate_argv
 
 from .conftest import REPO
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from models.cli import FrameworkCLI, translate_argv
+from engine.cli import FrameworkCLI, translate_argv
 
 from .conftest import REPO, tiny_args
 

@@ -108,7 +108,7 @@ def test_module_rejects_multiclass():
 
 def test_loss_goes_down_on_a_fixed_episode():
     torch.manual_seed(0)
-    module = ALPNetModule(backbone="tiny", feature_dim=32, train_window=2, lr=0.05)
+    module = ALPNetModule(backbone="tiny", feature_dim=32, train_window=2, optim={"lr": 0.05})
     img = torch.rand(1, 1, 32, 32).repeat(1, 3, 1, 1)
     mask = torch.zeros(1, 32, 32, dtype=torch.long)
     mask[:, 8:20, 10:22] = 1

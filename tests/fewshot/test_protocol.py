@@ -183,5 +183,10 @@ def test_end_to_end_sample_config(tmp_path):
     assert set(result["test"]) == keys
     assert all(0.0 <= v <= 1.0 for v in result["test"].values())
     run_dir = Path(result["run_dir"])
-    assert (run_dir / "fewshot_dice.csv").is_file() and list((run_dir / "overlays").glob("*.png"))
+    summary = json.loads((run_dir / "test_summary.json").read_text())
+    assert {r["organ"] for r in summary["per_scan"]} == {k[5:] for k in keys if k != "dice_mean"}
+    assert summary["mean"] == pytest.approx(result["test"])
+    rows = (run_dir / "test_per_image.csv").read_text().splitlines()  # one row per scored query slice
+    assert rows[0].startswith("id,scan,organ,z,") and len(rows) - 1 == summary["num_slices"]
+    assert list((run_dir / "overlays").glob("*.png"))
     assert result["best_ckpt"] and Path(result["best_ckpt"]).is_file()

@@ -14,7 +14,7 @@ from models.losses import (
     list_losses,
 )
 from models.losses.distillation import DistillationLoss
-from models.losses.segmentation import dice_loss, jaccard_loss, tversky_loss
+from models.losses.overlap import dice_loss, jaccard_loss, tversky_loss
 
 # One image, 2x2 pixels; foreground in 3 of 4 pixels.
 TARGET_2X2 = torch.tensor([[[0, 1], [1, 1]]])

@@ -8,7 +8,7 @@ from torch import nn
 
 from models.networks.blocks import crop_to, pad_to_multiple
 from models.networks.ducknet import DUCKBlock
-from models.registry import create_model, list_models
+from models.networks.registry import create_model, list_models
 
 # small settings so that the whole file stays fast on a 2-core CPU
 SMALL_KWARGS: dict[str, dict] = {
@@ -55,7 +55,7 @@ def test_small_settings_cover_every_registered_model():
 
 
 def test_unknown_name_suggests_close_match():
-    with pytest.raises(KeyError, match=r"did you mean \['unet'"):
+    with pytest.raises(KeyError, match=r"unknown network 'unett': did you mean 'unet'\? Valid: .*ducknet"):
         create_model("unett")
 
 

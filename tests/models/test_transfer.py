@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoints import load_pretrained
-from models.registry import create_model
+from models.networks.registry import create_model
 from models.segmentation_module import SegmentationModule
+from models.transfer import load_pretrained
 from pretext.byol import BYOL
 
 REPO = Path(__file__).resolve().parents[2]

@@ -57,8 +57,7 @@ def test_loss_goes_down_in_20_steps(method):
         in_channels=1,
         method=method,
         keep_rates=[0.9, 0.8],
-        optimizer="adam",
-        lr=3e-3,
+        optim={"name": "adam", "lr": 3e-3},
     )
     optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
     batch = _batch()

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from models.lars import LARS
 from pretext.byol import BYOL, view_generator
 from pretext.byol_ops import (
-    LARS,
     augment_view,
     byol_loss,
     ema_update,
@@ -140,7 +140,7 @@ def test_loss_goes_down_in_20_steps_on_a_fixed_batch():
 
 
 def test_init_checkpoint_initialises_both_branches(tmp_path):
-    from models.registry import create_model
+    from models.networks.registry import create_model
 
     torch.manual_seed(1)
     source = create_model("encoder_unet", in_channels=1, num_classes=2, encoder_name="resnet18")

@@ -125,7 +125,7 @@ def test_source_mismatch_with_data_is_an_error():
 
 
 def tiny_module(**kw) -> SuperpixelInpainting:
-    args = {"in_channels": 1, "encoder_name": "resnet18", "n_masked": 4, "lr": 1e-3, "seed": 0}
+    args = {"in_channels": 1, "encoder_name": "resnet18", "n_masked": 4, "optim": {"lr": 1e-3}, "seed": 0}
     return SuperpixelInpainting(**{**args, **kw})
 
 

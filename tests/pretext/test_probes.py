@@ -60,7 +60,7 @@ PROBES = {
 @pytest.mark.parametrize("name", sorted(PROBES))
 def test_probe_loads_mim_encoder_frozen(name, mim_checkpoint):
     path, encoder_state = mim_checkpoint
-    probe = PROBES[name](in_channels=3, encoder_checkpoint=str(path), freeze_encoder=True, lr=1e-2)
+    probe = PROBES[name](in_channels=3, encoder_checkpoint=str(path), freeze_encoder=True, optim={"lr": 1e-2})
     for key, value in probe.net.encoder.state_dict().items():
         assert torch.equal(value, encoder_state[key]), key
     assert not any(p.requires_grad for p in probe.net.encoder.parameters())

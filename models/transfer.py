@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.registry import create_model
+from core.checkpoint_io import read_checkpoint
+from models.networks.registry import create_model
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
+        core.checkpoint_io.UnsafeCheckpointError: If loading would run code from the file.
         ValueError: If the file holds no tensors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file not found: {path} (expected a local .ckpt/.pt/.pth file)"
-        )
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = read_checkpoint(path)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not any(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors (got {type(obj).__name__})")
@@ -269,10 +266,7 @@ def load_teacher(
         FileNotFoundError: Missing file.
         ValueError: No architecture known, or the weights do not fit it exactly.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = read_checkpoint(path)
     hparams = obj.get("hyper_parameters", {}) if isinstance(obj, dict) else {}
     name = model or hparams.get("model")
     if name is None:

@@ -1,20 +1,32 @@
-"""Model registry: networks register themselves by name; ``create_model`` builds them."""
+"""The network registry: every architecture registers a builder by name; ``create_model`` builds one."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from core.registry import Registry
+
+NETWORKS: Registry[Callable[..., nn.Module]] = Registry(
+    "network",
+    modules=[
+        "models.networks.unet",
+        "models.networks.unetpp",
+        "models.networks.resunet",
+        "models.networks.resunetpp",
+        "models.networks.ducknet",
+        "models.networks.encoder_unet",
+    ],
+)
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a network builder under ``name``.
 
-    The builder must accept ``in_channels`` and ``num_classes`` keyword arguments
-    plus any architecture-specific keywords.
+    The builder must accept ``in_channels`` and ``num_classes`` keyword arguments plus any
+    architecture-specific keywords. A new architecture's module must also be listed in
+    :data:`NETWORKS`'s modules.
 
     Args:
         name: Unique registry name (lower case, e.g. ``"unet"``).
@@ -22,20 +34,12 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     Returns:
         A decorator that registers and returns the builder unchanged.
     """
-
-    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model name {name!r} is already registered by {MODELS[name]!r}")
-        MODELS[name] = builder
-        return builder
-
-    return decorator
+    return NETWORKS.register(name)
 
 
 def list_models() -> list[str]:
     """Return the sorted names of all registered networks."""
-    _import_networks()
-    return sorted(MODELS)
+    return NETWORKS.names()
 
 
 def create_model(name: str, in_channels: int = 3, num_classes: int = 2, **kwargs) -> nn.Module:
@@ -52,18 +56,10 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 2, **kwargs
         ``[B, num_classes, H, W]``.
 
     Raises:
-        KeyError: If ``name`` is not registered (the message lists close matches).
+        core.registry.UnknownNameError: If ``name`` is not registered (closest match and valid names).
+        ValueError: For channel or class counts below 1.
     """
-    _import_networks()
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, MODELS, n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} Registered: {sorted(MODELS)}")
+    builder = NETWORKS.get(name)
     if in_channels < 1 or num_classes < 1:
         raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
-    return MODELS[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
-
-
-def _import_networks() -> None:
-    """Import the network modules so that their ``@register_model`` decorators run."""
-    import models.networks  # noqa: F401
+    return builder(in_channels=in_channels, num_classes=num_classes, **kwargs)

@@ -1,0 +1,1 @@
+"""Foundations with no framework dependencies: the Registry, stacked YAML configs, safe checkpoint reads."""

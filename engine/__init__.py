@@ -1,0 +1,1 @@
+"""What runs a task: CLI, config, run dirs, loggers, callbacks, checkpoints, results, prediction."""

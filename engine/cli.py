@@ -1,0 +1,174 @@
+"""The framework's LightningCLI: typed task contract, config stacking, run dirs, fit-then-test."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from jsonargparse import ActionYesNo
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from core.checkpoint_io import check_checkpoint, safe_loading, trust_checkpoints
+from engine.callbacks import default_callbacks
+from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
+from engine.overrides import apply_policy, reject_default_root_dir
+from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
+from engine.run_dirs import resolve_resume
+from models.task import TaskModule
+
+# run.py hands LightningCLI the translated sys.argv, which it would warn about on every run.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+
+__all__ = ["FrameworkCLI", "translate_argv"]
+
+
+class FrameworkCLI(LightningCLI):
+    """LightningCLI configured for the framework (``run=False``; :meth:`execute` runs fit + test)."""
+
+    def __init__(self, args: list[str] | None = None, instantiate: bool = True) -> None:
+        self._instantiate = instantiate
+        super().__init__(
+            model_class=TaskModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_class=FrameworkParser,
+            parser_kwargs={"allow_abbrev": False, "description": "Train and test a segmentation task."},
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=42,
+            auto_configure_optimizers=False,
+            run=False,
+            args=args,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Run-level options and the data -> model links (values given once)."""
+        parser.add_argument(
+            "--name", type=str, default="default", help="Experiment name: runs/<name>/version_N."
+        )
+        parser.add_argument("--runs_dir", type=str, default="runs", help="Root folder of all runs.")
+        # ActionYesNo with an optional value: "--evaluate", "--evaluate true" and "--no_evaluate" all work.
+        parser.add_argument(
+            "--evaluate", action=ActionYesNo, nargs="?", default=False, help="Only test --ckpt; no training."
+        )
+        parser.add_argument("--ckpt", type=str | None, default=None, help="Checkpoint for --evaluate.")
+        parser.add_argument(
+            "--trust_checkpoint",
+            action=ActionYesNo,
+            nargs="?",
+            default=False,
+            help="Load checkpoints that need arbitrary pickled objects: RUNS CODE FROM THE FILES. Only for "
+            "files you trust; the framework's own checkpoints never need it.",
+        )
+        parser.add_argument(
+            "--resume",
+            type=str | None,
+            default=None,
+            help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
+        )
+        parser.add_argument(
+            "--aug_k",
+            type=int | None,
+            default=None,
+            help="Superpixel policy k (autoSMIM's name): sets data.superpixels.params.n_segments.",
+        )
+        parser.add_argument(
+            "--aug_n",
+            type=int | None,
+            default=None,
+            help="Superpixel policy n (autoSMIM's name): sets model.n_masked.",
+        )
+        parser.add_argument(
+            "--last_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also refresh last.ckpt every N optimizer steps (so a killed run resumes mid-epoch).",
+        )
+        parser.add_argument(
+            "--wandb.enabled", action=ActionYesNo, nargs="?", default=False, help="Also log to W&B."
+        )
+        parser.add_argument("--wandb.project", type=str, default="spseg", help="W&B project.")
+        parser.add_argument(
+            "--wandb.mode",
+            type=str | None,
+            default=None,
+            help="online/offline/disabled; default $WANDB_MODE, else offline.",
+        )
+        prefer_int_over_float(parser)
+        parser.link_arguments("data.init_args.num_classes", "model.init_args.num_classes")
+        parser.link_arguments("data.init_args.in_channels", "model.init_args.in_channels")
+
+    def before_instantiate_classes(self) -> None:
+        """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
+        reject_default_root_dir(self.config)
+        trust_checkpoints(bool(self.config["trust_checkpoint"]))
+        apply_policy(self.config, self.config.get("aug_k"), self.config.get("aug_n"))
+        self.resume_ckpt, self.resume_version = resolve_resume(
+            self.config.get("resume"), Path(self.config["runs_dir"]) / self.config["name"]
+        )
+        for path in (self.resume_ckpt, self.config["ckpt"] if self.config["evaluate"] else None):
+            if path is not None:
+                check_checkpoint(path)
+
+    def instantiate_classes(self) -> None:
+        """Instantiate data, model and trainer unless built with ``instantiate=False`` (parse only)."""
+        if not self._instantiate:
+            return
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps errors raised in __init__ (missing file, bad value) in a generic
+            # "Does not validate against any of the Union subtypes"; surface the original one.
+            if isinstance(err.__cause__, Exception) and "Union subtypes" in str(err):
+                raise err.__cause__ from err
+            raise
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Add the CSV (+ optional W&B) loggers and default checkpoint / LR callbacks."""
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = self._default_loggers()
+        configured = list(trainer_cfg.get("callbacks") or [])
+        kwargs["callbacks"] = default_callbacks(self.model, configured, self.config["last_every_n_steps"])
+        return super().instantiate_trainer(**kwargs)
+
+    def _default_loggers(self) -> list[Any]:
+        loggers: list[Any] = [
+            ResumableCSVLogger(
+                save_dir=self.config["runs_dir"], name=self.config["name"], version=self.resume_version
+            )
+        ]
+        if self.config["wandb"]["enabled"]:
+            loggers.append(
+                OfflineWandbLogger(
+                    project=self.config["wandb"]["project"],
+                    name=self.config["name"],
+                    save_dir=self.config["runs_dir"],
+                    mode=self.config["wandb"]["mode"],
+                )
+            )
+        return loggers
+
+    def execute(self) -> dict[str, Any]:
+        """Fit (resuming when asked) then test the best checkpoint, or test ``--ckpt`` with ``--evaluate``."""
+        trainer, model, data = self.trainer, self.model, self.datamodule
+        best: str | None = None
+        if self.config["evaluate"]:
+            if not self.config["ckpt"]:
+                raise ValueError("--evaluate needs --ckpt PATH (a checkpoint written by a previous run)")
+            if not Path(self.config["ckpt"]).is_file():
+                raise FileNotFoundError(f"--ckpt {self.config['ckpt']} does not exist")
+            best = self.config["ckpt"]
+        elif model.needs_fit:
+            with safe_loading() as weights_only:
+                trainer.fit(model, datamodule=data, ckpt_path=self.resume_ckpt, weights_only=weights_only)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+            best = best or None
+        test: dict[str, Any] = {}
+        if model.has_test:
+            with safe_loading() as weights_only:
+                trainer.test(model, datamodule=data, ckpt_path=best, weights_only=weights_only)
+            test = model.test_summary.get("mean", {})
+        return {"run_dir": trainer.log_dir, "best_ckpt": best, "test": test}
