@@ -16,6 +16,7 @@ What the engine relies on, declared here once:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from models.optim import OptimConfig, build_optimizer, build_scheduler
@@ -76,9 +78,25 @@ class TaskModule(L.LightningModule):
         """``save_hyperparameters`` of the subclass's ``__init__``, with ``optim`` stored as a plain dict.
 
         Checkpoints then hold only plain types, so they load with ``torch.load(weights_only=True)``.
+        A task built inside another task's ``__init__`` (the search proxy loads two frozen tasks) keeps
+        its own arguments: LightningCLI's hyper-parameters of the outer class are not taken for them.
         """
-        self.save_hyperparameters(ignore=list(ignore), frame=_caller_frame())
+        frame = _caller_frame()
+        token = _given_hyperparameters.set(None) if self._given_hparams_are_foreign() else None
+        try:
+            self.save_hyperparameters(ignore=list(ignore), frame=frame)
+        finally:
+            if token is not None:
+                _given_hyperparameters.reset(token)
         self.hparams["optim"] = self.optim.as_dict()
+
+    def _given_hparams_are_foreign(self) -> bool:
+        """Whether LightningCLI's pending hyper-parameters describe another class than this one."""
+        given = _given_hyperparameters.get()
+        if not given or "_class_path" not in given:
+            return False
+        module, _, name = str(given["_class_path"]).rpartition(".")
+        return getattr(importlib.import_module(module), name, None) is not type(self)
 
     def on_train_epoch_start(self) -> None:
         """Tell the data the epoch (augmentation seeds), also when DDP replaced the sampler or on resume."""

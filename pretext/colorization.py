@@ -9,13 +9,13 @@ from torch import Tensor
 
 from models.optim import OptimConfig
 from pretext.ops import masked_mse, to_grey_in_mask
-from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net
-from pretext.superpixel_masking import SuperpixelMasker, match_data_config
+from pretext.probe_base import PROBE_OPTIM, ProbeModule
+from pretext.superpixel_masking import MaskedReconstruction, masker_from_hparams
 
 log = logging.getLogger(__name__)
 
 
-class ColorizationProbe(ProbeModule):
+class ColorizationProbe(MaskedReconstruction, ProbeModule):
     """U-Net on the partly grey image; output clamped to [-1, 1] and multiplied by the mask.
 
     With ``in_channels: 1`` there is no colour to predict (the input equals the target inside the
@@ -59,36 +59,8 @@ class ColorizationProbe(ProbeModule):
         self.save_task_hyperparameters()
         if in_channels == 1:
             log.warning("colorization on 1-channel images: nothing to predict (grey input equals the target)")
-        self.net = build_probe_net(
-            in_channels,
-            in_channels,
-            encoder_name,
-            encoder_weights,
-            encoder_checkpoint,
-            freeze_encoder,
-            encoder_only=False,
-        )
-        self.masker = SuperpixelMasker(
-            n_masked=n_masked,
-            mask_ratio=mask_ratio,
-            on_excess=on_excess,
-            source=superpixel_source,
-            method=superpixel_method,
-            params=dict(superpixel_params or {}),
-            seed=seed,
-        )
-
-    def setup(self, stage: str) -> None:
-        """Check the data's superpixel source against ours and learn k (for error messages)."""
-        match_data_config(self.masker, getattr(self.trainer, "datamodule", None))
-
-    def forward(self, grey_image: Tensor, mask: Tensor) -> Tensor:
-        """Predicted colours inside the mask (zero outside).
-
-        Shape:
-            grey_image ``[B, C, H, W]``, mask ``[B, 1, H, W]`` float -> ``[B, C, H, W]``.
-        """
-        return self.net(grey_image).clamp(-1.0, 1.0) * mask
+        self.net = self.build_net(in_channels, encoder_only=False)
+        self.masker = masker_from_hparams(self.hparams)
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
         image = batch["image"]

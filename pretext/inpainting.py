@@ -12,7 +12,7 @@ from models.networks.registry import create_model
 from models.optim import OptimConfig
 from models.task import TaskModule
 from pretext.ops import fill_masked, log_stage, masked_mse, paper_mse_x100, pretext_predict_message
-from pretext.superpixel_masking import MaskBatch, SuperpixelMasker, match_data_config
+from pretext.superpixel_masking import MaskBatch, MaskedReconstruction, masker_from_hparams
 
 
 def per_image_masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -30,7 +30,7 @@ def per_image_masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 MIM_OPTIM = OptimConfig(name="adam", lr=1e-3, scheduler="cosine")
 
 
-class SuperpixelInpainting(TaskModule):
+class SuperpixelInpainting(MaskedReconstruction, TaskModule):
     """U-Net that reconstructs randomly masked superpixels (autoSMIM's MIM pretext task).
 
     The network (``self.net``: ``encoder``/``decoder``/``segmentation_head``) maps the masked image to
@@ -89,28 +89,8 @@ class SuperpixelInpainting(TaskModule):
             encoder_weights=encoder_weights,
             decoder_channels=decoder_channels,
         )
-        self.masker = SuperpixelMasker(
-            n_masked=n_masked,
-            mask_ratio=mask_ratio,
-            on_excess=on_excess,
-            source=superpixel_source,
-            method=superpixel_method,
-            params=dict(superpixel_params or {}),
-            seed=seed,
-        )
+        self.masker = masker_from_hparams(self.hparams)
         self.fill = fill
-
-    def setup(self, stage: str) -> None:
-        """Check the data's superpixel source against ours and learn k (for error messages)."""
-        match_data_config(self.masker, getattr(self.trainer, "datamodule", None))
-
-    def forward(self, masked_image: Tensor, mask: Tensor) -> Tensor:
-        """Reconstruction inside the mask (zero outside).
-
-        Shape:
-            masked_image ``[B, C, H, W]``, mask ``[B, 1, H, W]`` float -> ``[B, C, H, W]``.
-        """
-        return self.net(masked_image).clamp(-1.0, 1.0) * mask
 
     def _noise_generator(self, batch: dict[str, Any], stage: str) -> torch.Generator | None:
         if self.fill != "noise":

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from models.optim import OptimConfig
 from pretext.ops import JIGSAW_PERMUTATIONS, jigsaw_batch
-from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net, pooled_deepest
+from pretext.probe_base import PROBE_OPTIM, ProbeModule, pooled_deepest
 
 
 class JigsawProbe(ProbeModule):
@@ -42,15 +42,7 @@ class JigsawProbe(ProbeModule):
     ) -> None:
         super().__init__(optim)
         self.save_task_hyperparameters()
-        self.net = build_probe_net(
-            in_channels,
-            in_channels,
-            encoder_name,
-            encoder_weights,
-            encoder_checkpoint,
-            freeze_encoder,
-            encoder_only=True,
-        )
+        self.net = self.build_net(in_channels, encoder_only=True)
         self.tile_head = nn.Sequential(nn.Linear(self.net.out_channels, tile_features), nn.ReLU(inplace=True))
         self.head = nn.Linear(4 * tile_features, len(JIGSAW_PERMUTATIONS))
 

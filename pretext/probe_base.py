@@ -112,6 +112,19 @@ class ProbeModule(TaskModule):
             self.net.encoder.eval()
         return self
 
+    def build_net(self, out_channels: int, encoder_only: bool) -> nn.Module:
+        """:func:`build_probe_net` from this probe's ``in_channels`` and ``encoder_*`` hyper-parameters."""
+        hp = self.hparams
+        return build_probe_net(
+            hp.in_channels,
+            out_channels,
+            hp.encoder_name,
+            hp.encoder_weights,
+            hp.encoder_checkpoint,
+            hp.freeze_encoder,
+            encoder_only=encoder_only,
+        )
+
     def generator(self, batch: dict[str, Any], stage: str) -> torch.Generator:
         """CPU generator seeded from (seed, stage, epoch, batch indices); eval stages use epoch 0."""
         epoch = self.current_epoch if stage == "train" else 0

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from models.optim import OptimConfig
 from pretext.ops import rotate_batch
-from pretext.probe_base import PROBE_OPTIM, ProbeModule, build_probe_net, pooled_deepest
+from pretext.probe_base import PROBE_OPTIM, ProbeModule, pooled_deepest
 
 
 class RotationProbe(ProbeModule):
@@ -37,15 +37,7 @@ class RotationProbe(ProbeModule):
     ) -> None:
         super().__init__(optim)
         self.save_task_hyperparameters()
-        self.net = build_probe_net(
-            in_channels,
-            in_channels,
-            encoder_name,
-            encoder_weights,
-            encoder_checkpoint,
-            freeze_encoder,
-            encoder_only=True,
-        )
+        self.net = self.build_net(in_channels, encoder_only=True)
         self.head = nn.Linear(self.net.out_channels, 4)
 
     def forward(self, images: Tensor) -> Tensor:

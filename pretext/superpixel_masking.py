@@ -224,6 +224,38 @@ class SuperpixelMasker:
         )
 
 
+def masker_from_hparams(hp: Any) -> SuperpixelMasker:
+    """The masker a pretext module's hyper-parameters describe (``n_masked``, ``superpixel_*``, ...)."""
+    return SuperpixelMasker(
+        n_masked=hp.n_masked,
+        mask_ratio=hp.mask_ratio,
+        on_excess=hp.on_excess,
+        source=hp.superpixel_source,
+        method=hp.superpixel_method,
+        params=dict(hp.superpixel_params or {}),
+        seed=hp.seed,
+    )
+
+
+class MaskedReconstruction:
+    """Mixin of the pretext tasks that reconstruct masked superpixels (inpainting, colorization).
+
+    The module has ``self.net`` (image -> image) and ``self.masker``.
+    """
+
+    def setup(self, stage: str) -> None:
+        """Check the data's superpixel source against ours and learn k (for error messages)."""
+        match_data_config(self.masker, getattr(self.trainer, "datamodule", None))
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """The network's output clamped to ``[-1, 1]`` inside the mask, zero outside.
+
+        Shape:
+            image ``[B, C, H, W]`` (masked or partly grey), mask ``[B, 1, H, W]`` float -> ``[B, C, H, W]``.
+        """
+        return self.net(image).clamp(-1.0, 1.0) * mask
+
+
 def match_data_config(masker: SuperpixelMasker, datamodule: Any) -> None:
     """Check a masker against ``datamodule.superpixels`` and take k from it for messages.
 

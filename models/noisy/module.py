@@ -54,11 +54,11 @@ class NoisyLabelSegmentation(TaskModule):
     """Two peer networks trained on noisy labels (JoCoR / Co-teaching / superpixel-guided JoCoR).
 
     Args:
+        method: ``plain``, ``coteaching``, ``jocor`` or ``jocor_sp``.
         model: Registered network name of both peers.
         model_kwargs: Architecture options.
         num_classes: Classes including background (>= 2; linked from data).
         in_channels: Input channels (linked from data).
-        method: ``plain``, ``coteaching``, ``jocor`` or ``jocor_sp``.
         lam: JoCoR co-regularisation weight.
         keep_rates: ``R_c`` per class (``[R_bg, R_fg]`` for binary); None reads/estimates them.
         keep_rate_source: Where None ``keep_rates`` come from: ``view`` or ``simulation``.
@@ -81,11 +81,11 @@ class NoisyLabelSegmentation(TaskModule):
 
     def __init__(
         self,
+        method: Literal["plain", "coteaching", "jocor", "jocor_sp"] = "jocor_sp",
         model: str = "unet",
         model_kwargs: dict[str, Any] | None = None,
         num_classes: int = 2,
         in_channels: int = 3,
-        method: Literal["plain", "coteaching", "jocor", "jocor_sp"] = "jocor_sp",
         lam: float = 0.65,
         keep_rates: list[float] | None = None,
         keep_rate_source: Literal["view", "simulation"] = "view",

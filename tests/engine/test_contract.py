@@ -94,3 +94,21 @@ def test_noisy_module_forwards_the_epoch_to_the_data(tmp_path):
     module._trainer = FakeTrainer()  # what Lightning attaches
     module.on_train_epoch_start()
     assert FakeData.epochs == [3]
+
+
+def test_a_task_built_inside_another_keeps_its_own_hyperparameters():
+    # LightningCLI instantiates the outer task inside a context holding ITS hyper-parameters; a task
+    # loaded in its __init__ (the search proxy's frozen models) used to take those instead of its own.
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    from pretext.rotation import RotationProbe
+
+    outer = {"_class_path": "policy_search.proxy_module.PolicyProxyObjective", "n_masked": 6}
+    cli = "lightning.pytorch.cli.instantiate_module"
+    with _given_hyperparameters_context(hparams=outer, instantiator=cli):
+        inner = RotationProbe(in_channels=1, encoder_name="resnet18", freeze_encoder=False)
+    assert inner.hparams.encoder_name == "resnet18" and "n_masked" not in inner.hparams
+    own = {"_class_path": "pretext.rotation.RotationProbe", **dict(inner.hparams)}
+    with _given_hyperparameters_context(hparams=own, instantiator=cli):
+        same = RotationProbe(in_channels=1, encoder_name="resnet18", freeze_encoder=False)
+    assert same.hparams["_class_path"] == "pretext.rotation.RotationProbe"  # the CLI's own record kept
