@@ -58,9 +58,7 @@ def find_samples(layout: str, root: str | Path, split: str) -> list[SampleRecord
         raise ValueError(f"unknown split '{split}'; expected one of {SPLIT_NAMES}")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"dataset root not found: {root} (layout '{layout}' expects:\n{structure})"
-        )
+        raise FileNotFoundError(f"dataset root not found: {root} (layout '{layout}' expects:\n{structure})")
     records = layout_fn(root, split)
     _check_unique_ids(records, root, split)
     return sorted(records, key=lambda r: r.id)

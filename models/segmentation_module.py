@@ -194,8 +194,6 @@ def test_rows(
         size = tuple(int(s) for s in orig_mask.shape[-2:])
         resized = F.interpolate(logits[i : i + 1].float(), size=size, mode="bilinear", align_corners=False)
         pred = logits_to_labels(resized)[0]
-        row = per_image_metrics(
-            pred.cpu(), orig_mask.cpu(), num_classes, include_background, with_hd95
-        )
+        row = per_image_metrics(pred.cpu(), orig_mask.cpu(), num_classes, include_background, with_hd95)
         rows.append({"id": image_id, "height": size[0], "width": size[1], **row})
     return rows

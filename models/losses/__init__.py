@@ -91,7 +91,6 @@ class DeepSupervisionLoss(nn.Module):
         return apply_loss(self.base, logits, target, self.weights)
 
 
-
 __all__ = [
     "LOSSES",
     "BCELoss",

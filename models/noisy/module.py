@@ -27,14 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datasets.image_io import read_mask, write_png_atomic
-from datasets.noise.layout import read_view
-from datasets.noise.statistics import estimate_precision_by_simulation
+from datasets.image_io import write_png_atomic
 from datasets.segmentation_dataset import SegmentationDataset
 from datasets.transforms import build_transforms
 from models.metric_collection import SegmentationMetrics
 from models.networks.registry import create_model
 from models.noisy.jocor import class_balance_weights
+from models.noisy.keep_rates import keep_rates_from_data
 from models.noisy.methods import METHODS, NOISY_METHODS, LossInputs
 from models.noisy.refine_round import main_output, peer_probabilities, refined_masks, update_flips
 from models.noisy.refinement import LossGapTracker, apply_flips, write_label_set_atomic
@@ -166,27 +165,11 @@ class NoisyLabelSegmentation(TaskModule):
     def setup(self, stage: str) -> None:
         """Resolve the keep rates before training (from the noisy view or by simulation)."""
         if stage == "fit" and self.hparams.method != "plain" and self.keep_rates is None:
-            self.keep_rates = self._estimate_keep_rates()
-
-    def _estimate_keep_rates(self) -> list[float]:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        root = getattr(dm, "root", None)
-        if root is None or getattr(dm, "layout", None) != "noisy":
-            raise ValueError(
-                f"method {self.hparams.method!r} needs model.keep_rates (R per class) or data from a "
-                "'noisy' view (data.layout: noisy) to read or estimate them"
+            dm = self.trainer.datamodule if self._trainer is not None else None
+            hp = self.hparams
+            self.keep_rates = keep_rates_from_data(
+                dm, hp.method, hp.keep_rate_source, self.num_classes, hp.simulation_seed
             )
-        view = read_view(root)
-        if self.hparams.keep_rate_source == "view":
-            return [float(r) for r in view["precision"]]
-        dm.setup("fit")
-        masks = [read_mask(r.mask, self.num_classes) for r in dm.splits["val"]]
-        max_angle = view.get("max_angle", 30.0)
-        if isinstance(max_angle, dict):
-            max_angle = {int(k): float(v) for k, v in max_angle.items()}
-        return estimate_precision_by_simulation(
-            masks, view["alpha"], view["beta"], self.num_classes, self.hparams.simulation_seed, max_angle
-        )
 
     def refined_labels(self, batch: dict[str, Any]) -> Tensor:
         """The batch's labels with the refinement flips applied (the labels themselves if none)."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import run
-from policy_search.proxy_module import evaluate_batch, load_frozen, superpixel_counts
+from policy_search.proxy_ops import evaluate_batch, load_frozen, superpixel_counts
 from policy_search.trial import budget_of, main, parameter_overrides
 from pretext.inpainting import SuperpixelInpainting
 from pretext.jigsaw import JigsawProbe
