@@ -4,6 +4,7 @@ Usage:
     python run.py --cfg configs/demo.yaml [--cfg more.yaml] [--trainer.max_epochs 5] [--data.batch_size 4]
     python run.py --cfg configs/demo.yaml --evaluate --ckpt runs/demo/version_0/checkpoints/last.ckpt
     python run.py --cfg configs/demo.yaml --resume last        # continue the newest interrupted run
+    python run.py --cfg configs/demo.yaml --evaluate --ckpt CKPT --export safetensors   # share weights
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def cli_main() -> int:
     except UnsafeCheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({"run_dir": result["run_dir"], "test": result["test"]}, indent=2, default=str))
+    shown = {k: result[k] for k in ("run_dir", "test", "exported") if k in result}
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 

@@ -99,6 +99,28 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
         raise UnsafeCheckpointError(unsafe_message(path, name)) from None
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the tensors of a Lightning checkpoint, a ``torch.save`` state dict or a ``.safetensors`` file.
+
+    Args:
+        path: ``.ckpt`` (tensors under ``state_dict``), ``.pt/.pth`` (a state dict, optionally under
+            ``state_dict``) or ``.safetensors``.
+
+    Returns:
+        The tensors by key (non-tensor entries dropped).
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a file.
+        UnsafeCheckpointError: If loading would run code from the file.
+        ValueError: If the file holds no tensors.
+    """
+    obj = read_checkpoint(path)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no state dict of tensors (got {type(obj).__name__})")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
 def check_checkpoint(path: str | Path) -> None:
     """Fail now if ``path`` would need untrusted code to load (before Lightning loads it itself).
 

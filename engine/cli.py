@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from core.checkpoint_io import check_checkpoint, safe_loading, trust_checkpoints
 from engine.callbacks import default_callbacks
+from engine.export import FORMATS, export_weights
 from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
 from engine.overrides import apply_policy, reject_default_root_dir
 from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
@@ -63,6 +64,13 @@ class FrameworkCLI(LightningCLI):
             "files you trust; the framework's own checkpoints never need it.",
         )
         parser.add_argument(
+            "--export",
+            type=str | None,
+            default=None,
+            help="'safetensors': also write the tested weights as <ckpt>.safetensors (no pickle; loads "
+            "wherever a weights file is accepted).",
+        )
+        parser.add_argument(
             "--resume",
             type=str | None,
             default=None,
@@ -103,6 +111,8 @@ class FrameworkCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
         reject_default_root_dir(self.config)
+        if self.config["export"] not in (None, *FORMATS):
+            raise ValueError(f"--export {self.config['export']!r}: expected one of {', '.join(FORMATS)}")
         trust_checkpoints(bool(self.config["trust_checkpoint"]))
         apply_policy(self.config, self.config.get("aug_k"), self.config.get("aug_n"))
         self.resume_ckpt, self.resume_version = resolve_resume(
@@ -171,4 +181,7 @@ class FrameworkCLI(LightningCLI):
             with safe_loading() as weights_only:
                 trainer.test(model, datamodule=data, ckpt_path=best, weights_only=weights_only)
             test = model.test_summary.get("mean", {})
-        return {"run_dir": trainer.log_dir, "best_ckpt": best, "test": test}
+        result = {"run_dir": trainer.log_dir, "best_ckpt": best, "test": test}
+        if self.config["export"] and trainer.is_global_zero:
+            result["exported"] = str(export_weights(self.config["export"], best, model, trainer.log_dir))
+        return result

@@ -171,9 +171,11 @@ def build_scheduler(optimizer: Optimizer, cfg: OptimConfig, total: int) -> LRSch
     """Wrap :func:`lr_factor` into a ``LambdaLR`` (its state is saved in checkpoints).
 
     Raises:
-        ValueError: For a non-positive ``total`` (the run's epochs or steps are unknown).
+        ValueError: For a non-positive ``total`` (the run's epochs or steps are unknown) with a
+            schedule that needs it (any but ``none``).
     """
-    if total is None or total < 1:
+    if cfg.scheduler != "none" and (total is None or total < 1):
         unit = "trainer.max_epochs" if cfg.interval == "epoch" else "trainer.max_steps (or max_epochs)"
         raise ValueError(f"schedule {cfg.scheduler!r} needs {unit} >= 1, got {total}")
+    total = max(1, total or 1)  # "none" needs no length: warm-up (if any) then a constant rate
     return LambdaLR(optimizer, lambda t: lr_factor(cfg, t, total))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint_io import read_checkpoint
+from core.checkpoint_io import read_checkpoint, read_state_dict
 from models.networks.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -31,28 +31,6 @@ PARTS = {"encoder": ("encoder.",), "encoder+decoder": ("encoder.", "decoder."), 
 ENCODER = "encoder."
 # BatchNorm step counters are missing from old torchvision weights and carry no learned value.
 _NOT_WEIGHTS = ("num_batches_tracked",)
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a state dict from a Lightning checkpoint or a plain ``torch.save`` file.
-
-    Args:
-        path: ``.ckpt`` (tensors under ``state_dict``), or a ``.pt/.pth`` state dict (optionally under
-            ``state_dict``).
-
-    Returns:
-        The tensors by key (non-tensor entries dropped).
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        core.checkpoint_io.UnsafeCheckpointError: If loading would run code from the file.
-        ValueError: If the file holds no tensors.
-    """
-    obj = read_checkpoint(path)
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not any(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors (got {type(obj).__name__})")
-    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
 def _adapt_in_channels(src: Tensor, dst_shape: torch.Size) -> Tensor | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from core.checkpoint_io import read_checkpoint
+from core.checkpoint_io import read_state_dict
 
 
 def _resnet_backbone(name: str, weights_path: str | None) -> tuple[nn.Module, int]:
@@ -21,8 +21,7 @@ def _resnet_backbone(name: str, weights_path: str | None) -> tuple[nn.Module, in
         path = Path(weights_path)
         if not path.is_file():
             raise FileNotFoundError(f"FewShotEncoder: pretrained weights {path} do not exist")
-        state = read_checkpoint(path)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = read_state_dict(path)
         backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
         if not backbone:
             raise ValueError(
@@ -42,7 +41,7 @@ def _resnet18_backbone(weights_path: str | None) -> tuple[nn.Module, int]:
         path = Path(weights_path)
         if not path.is_file():
             raise FileNotFoundError(f"FewShotEncoder: pretrained weights {path} do not exist")
-        state = read_checkpoint(path)
+        state = read_state_dict(path)
         keep = {k: v for k, v in state.items() if not k.startswith(("layer4.", "fc."))}
         net.load_state_dict({**net.state_dict(), **keep}, strict=True)
     net.layer3[0].conv1.stride = (1, 1)

@@ -12,7 +12,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from core.checkpoint_io import read_checkpoint
+from core.checkpoint_io import read_state_dict
 from models.networks.blocks import PaddedSegmentationNet
 from models.networks.registry import register_model
 
@@ -66,35 +66,21 @@ class EncoderUNet(PaddedSegmentationNet):
         return self.segmentation_head(self.decoder(self.encoder(x)))
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a local file saved by ``torch.save``.
-
-    Accepts a plain state dict or a dict holding one under ``"state_dict"`` (e.g. a checkpoint).
-
-    Args:
-        path: Local file path.
-
-    Returns:
-        The tensors by key.
+def read_encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read encoder weights from a local file (state dict, checkpoint or ``.safetensors``).
 
     Raises:
         FileNotFoundError: If ``path`` is not an existing file (hub names such as ``"imagenet"``
             are deliberately not supported).
-        ValueError: If the file does not hold a dict of tensors.
+        ValueError: If the file holds no tensors.
     """
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(
             f"encoder_weights={str(path)!r} is not an existing file: encoder weights must be a local "
             "file (a state dict, or a dict with 'state_dict'); hub names such as 'imagenet' are never "
             "downloaded, and None means random initialisation"
         )
-    obj = read_checkpoint(file)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{file}: expected a state dict (str -> tensor) or a dict with 'state_dict'")
-    return obj
+    return read_state_dict(path)
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
@@ -112,7 +98,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
         ValueError: If keys are missing or unexpected, or a tensor's shape differs; the message
             lists them.
     """
-    state = read_state_dict(path)
+    state = read_encoder_state(path)
     prefix = "encoder."
     if state and all(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items()}

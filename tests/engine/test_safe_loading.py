@@ -106,3 +106,47 @@ def test_safetensors_weights_load_as_pretrained(tmp_path):
     load_pretrained(target, tmp_path / "w.safetensors", parts="all")
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_export_safetensors_writes_the_tested_weights(tiny):
+    from safetensors import safe_open
+
+    from run import main
+
+    result = main(tiny("--export", "safetensors"))
+    exported = Path(result["exported"])
+    assert exported == Path(result["best_ckpt"]).with_suffix(".safetensors")
+    state = torch.load(result["best_ckpt"], weights_only=True)["state_dict"]
+    with safe_open(str(exported), framework="pt") as f:
+        assert f.metadata()["task"] == "models.segmentation_module.SegmentationModule"
+        assert set(f.keys()) == set(state)
+        for key in state:
+            assert torch.equal(f.get_tensor(key), state[key]), key
+    # the exported file is a full pretrained initialisation: untrained from it, the test Dice is the same
+    again = main(
+        tiny(
+            "--model.pretrained",
+            str(exported),
+            "--model.pretrained_parts",
+            "all",
+            "--model.optim.scheduler",
+            "none",
+            "--trainer.max_epochs",
+            "0",
+        )
+    )
+    assert again["best_ckpt"] is None
+    assert again["test"]["dice"] == pytest.approx(result["test"]["dice"], abs=1e-6)
+
+
+def test_export_rejects_unknown_formats_and_targets(tiny, tmp_path):
+    from engine.export import export_safetensors
+    from run import main
+
+    with pytest.raises(ValueError, match=r"--export 'onnx': expected one of safetensors"):
+        main(tiny("--export", "onnx"))
+    with pytest.raises(ValueError, match=r"expected a file name ending in \.safetensors"):
+        export_safetensors({"w": torch.zeros(1)}, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="holds no tensors"):
+        export_safetensors({"step": 3}, tmp_path / "w.safetensors")
+    assert not (tmp_path / "w.safetensors").exists()

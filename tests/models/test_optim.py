@@ -49,6 +49,19 @@ def test_scheduler_steps_the_factor():
         build_scheduler(opt, cfg, total=-1)
 
 
+def test_constant_schedule_needs_no_run_length():
+    w = torch.nn.Parameter(torch.ones(1))
+    cfg = OptimConfig(name="sgd", lr=0.5, momentum=0.0, scheduler="none", warmup=1)
+    opt = build_optimizer([w], cfg)
+    sched = build_scheduler(opt, cfg, total=0)  # max_epochs 0: test the initial weights
+    lrs = []
+    for _ in range(3):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.25, 0.5, 0.5])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
