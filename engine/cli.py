@@ -141,7 +141,12 @@ class FrameworkCLI(LightningCLI):
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = self._default_loggers()
         configured = list(trainer_cfg.get("callbacks") or [])
-        kwargs["callbacks"] = default_callbacks(self.model, configured, self.config["last_every_n_steps"])
+        kwargs["callbacks"] = default_callbacks(
+            self.model, configured, self.config["last_every_n_steps"], bool(trainer_cfg.get("fast_dev_run"))
+        )
+        # Without a logger (fast_dev_run, logger: false) Lightning writes under default_root_dir: keep
+        # that inside the experiment's folder, never the working directory.
+        kwargs["default_root_dir"] = str(Path(self.config["runs_dir"]) / self.config["name"])
         return super().instantiate_trainer(**kwargs)
 
     def _default_loggers(self) -> list[Any]:

@@ -161,6 +161,8 @@ class FewShotDataModule(L.LightningDataModule):
         return lmap, split
 
     def _load(self, ids: list[str]) -> None:
+        if not ids:  # every scan is loaded already (setup("test") after setup("fit"))
+            return
         size, windows = self.hparams.image_size, self.hparams.clip_windows or {}
         raw = {}
         for sid in ids:

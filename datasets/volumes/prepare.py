@@ -79,8 +79,14 @@ def zscore_volume(image: np.ndarray) -> np.ndarray:
 
 
 def zscore_global(images: list[np.ndarray]) -> list[np.ndarray]:
-    """One mean/std over all voxels of all volumes (CT), applied to each."""
+    """One mean/std over all voxels of all volumes (CT), applied to each.
+
+    Raises:
+        ValueError: If ``images`` is empty or holds no voxels.
+    """
     total = sum(float(v.size) for v in images)
+    if total == 0:
+        raise ValueError("zscore_global: no voxels to normalise (expected at least one non-empty volume)")
     mean = sum(float(v.sum()) for v in images) / total
     var = sum(float(((v - mean) ** 2).sum()) for v in images) / total
     std = np.sqrt(var) if var > 0 else 1.0

@@ -94,9 +94,9 @@ def make_polyp(root: Path) -> Path:
     return root
 
 
-def make_isic2016(root: Path, short: bool = False) -> Path:
+def make_isic2016(root: Path, short: bool = False, n_train: int = 3) -> Path:
     prefix = "" if short else "ISBI2016_ISIC_Part1_"
-    for split, n in (("Training", 3), ("Test", 2)):
+    for split, n in (("Training", n_train), ("Test", 2)):
         for i in range(n):
             stem = f"ISIC_{split[:2]}{i:05d}"
             write_pair(

@@ -94,6 +94,18 @@ def test_missing_dataset_root_names_the_path(tiny, tmp_path):
         main(tiny("--data.root", str(tmp_path / "does_not_exist")))
 
 
+def test_fast_dev_run_writes_no_checkpoint_and_nothing_in_the_working_dir(tiny, tmp_path, monkeypatch):
+    # Regression: with fast_dev_run (no logger) Lightning wrote last.ckpt to ./checkpoints/ of the
+    # working directory at train end, one more version per run.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = main(tiny("--trainer.fast_dev_run", "1"))
+    assert result["best_ckpt"] is None and result["test"]["dice"] == result["test"]["dice"]
+    assert list(work.iterdir()) == []
+    assert list(tmp_path.rglob("*.ckpt")) == []
+
+
 def test_evaluate_only_tests_the_given_checkpoint(tiny):
     trained = main(tiny())
     ckpt = Path(trained["run_dir"]) / "checkpoints" / "last.ckpt"

@@ -161,6 +161,20 @@ def test_setting2_removes_training_slices_with_test_classes(tmp_path):
     assert {4, 5, 6} <= {z for _, z in dm1.train_set.pool}
 
 
+def test_global_zscore_survives_setup_for_fit_then_test(tmp_path):
+    # Regression: setup("test") after setup("fit") loaded no new scan and z-scored an empty list
+    # (ZeroDivisionError in every SABS run); the scans keep the one global normalisation.
+    dm = _dm(_synthetic_prepared(tmp_path / "prep"), normalize="global")
+    dm.setup("fit")
+    before = {sid: image.copy() for sid, image in dm.images.items()}
+    dm.setup("test")
+    assert set(dm.images) == set(before)
+    for sid, image in before.items():
+        np.testing.assert_array_equal(dm.images[sid], image)
+    values = np.concatenate([image.ravel() for image in dm.images.values()])
+    assert abs(values.mean()) < 0.5  # normalised, not raw intensities (0..3)
+
+
 def test_clear_errors(tmp_path):
     root = _synthetic_prepared(tmp_path / "prep", spleen_in_support=False)
     with pytest.raises(ValueError, match=r"organs \['pancreas'\] are not in the label map"):

@@ -96,6 +96,8 @@ def test_intensity_functions_hand_values():
     a, b = zscore_global([np.array([0.0, 2.0]), np.array([4.0, 6.0])])  # mean 3, std sqrt(5)
     np.testing.assert_allclose(np.concatenate([a, b]), (np.array([0, 2, 4, 6]) - 3) / np.sqrt(5), rtol=1e-6)
     assert zscore_volume(np.ones(3)).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="no voxels to normalise"):
+        zscore_global([])
 
 
 def test_geometry_functions():
