@@ -123,6 +123,10 @@ def _lars(params: Iterable, cfg: OptimConfig) -> Optimizer:
     return LARS(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
 
 
+# Schedules whose factor depends on the run's length (progress = t / total).
+NEEDS_LENGTH = frozenset({"cosine", "poly"})
+
+
 @SCHEDULES.register("none")
 def _constant(progress: float, t: int, cfg: OptimConfig) -> float:
     return 1.0
@@ -172,10 +176,10 @@ def build_scheduler(optimizer: Optimizer, cfg: OptimConfig, total: int) -> LRSch
 
     Raises:
         ValueError: For a non-positive ``total`` (the run's epochs or steps are unknown) with a
-            schedule that needs it (any but ``none``).
+            schedule that needs it (:data:`NEEDS_LENGTH`).
     """
-    if cfg.scheduler != "none" and (total is None or total < 1):
+    if cfg.scheduler in NEEDS_LENGTH and (total is None or total < 1):
         unit = "trainer.max_epochs" if cfg.interval == "epoch" else "trainer.max_steps (or max_epochs)"
         raise ValueError(f"schedule {cfg.scheduler!r} needs {unit} >= 1, got {total}")
-    total = max(1, total or 1)  # "none" needs no length: warm-up (if any) then a constant rate
+    total = max(1, total or 1)  # "none" and "step" need no length (0 steps: test the initial weights)
     return LambdaLR(optimizer, lambda t: lr_factor(cfg, t, total))

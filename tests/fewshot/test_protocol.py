@@ -204,3 +204,16 @@ def test_end_to_end_sample_config(tmp_path):
     assert rows[0].startswith("id,scan,organ,z,") and len(rows) - 1 == summary["num_slices"]
     assert list((run_dir / "overlays").glob("*.png"))
     assert result["best_ckpt"] and Path(result["best_ckpt"]).is_file()
+
+
+def test_zero_iterations_tests_the_untrained_network(tmp_path):
+    # Regression: --trainer.max_steps 0 (bench/fewshot_sample.py --steps 0) failed building the step
+    # schedule; it must test the untrained network, as the bench's baseline row does.
+    import run
+
+    args = ["--cfg", str(REPO / "configs" / "fewshot_sample.yaml"), "--runs_dir", str(tmp_path),
+            "--model.init_args.backbone", "tiny", "--trainer.max_steps", "0",
+            "--data.init_args.episodes_per_epoch", "2", "--data.init_args.image_size", "64"]  # fmt: skip
+    result = run.main(args)
+    assert result["best_ckpt"] is None
+    assert all(0.0 <= v <= 1.0 for v in result["test"].values()) and "dice_mean" in result["test"]

@@ -45,8 +45,24 @@ def test_scheduler_steps_the_factor():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
-    with pytest.raises(ValueError, match="needs trainer.max_epochs >= 1, got -1"):
-        build_scheduler(opt, cfg, total=-1)
+    with pytest.raises(ValueError, match="'cosine' needs trainer.max_epochs >= 1, got -1"):
+        build_scheduler(opt, OptimConfig(name="sgd", scheduler="cosine"), total=-1)
+
+
+def test_step_schedule_needs_no_run_length():
+    # Regression: ALPNet's step schedule refused max_steps 0 (bench/fewshot_sample.py --steps 0, the
+    # untrained baseline) although its factor depends on the step count only.
+    w = torch.nn.Parameter(torch.ones(1))
+    cfg = OptimConfig(
+        name="sgd", lr=1.0, momentum=0.0, scheduler="step", step_size=1, gamma=0.5, interval="step"
+    )
+    opt = build_optimizer([w], cfg)
+    sched = build_scheduler(opt, cfg, total=0)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="schedule 'poly' needs"):
+        build_scheduler(opt, OptimConfig(scheduler="poly", interval="step"), total=0)
 
 
 def test_constant_schedule_needs_no_run_length():
