@@ -54,28 +54,7 @@ class FrameworkCLI(LightningCLI):
         parser.add_argument(
             "--evaluate", action=ActionYesNo, nargs="?", default=False, help="Only test --ckpt; no training."
         )
-        parser.add_argument("--ckpt", type=str | None, default=None, help="Checkpoint for --evaluate.")
-        parser.add_argument(
-            "--trust_checkpoint",
-            action=ActionYesNo,
-            nargs="?",
-            default=False,
-            help="Load checkpoints that need arbitrary pickled objects: RUNS CODE FROM THE FILES. Only for "
-            "files you trust; the framework's own checkpoints never need it.",
-        )
-        parser.add_argument(
-            "--export",
-            type=str | None,
-            default=None,
-            help="'safetensors': also write the tested weights as <ckpt>.safetensors (no pickle; loads "
-            "wherever a weights file is accepted).",
-        )
-        parser.add_argument(
-            "--resume",
-            type=str | None,
-            default=None,
-            help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
-        )
+        self._add_checkpoint_options(parser)
         parser.add_argument(
             "--aug_k",
             type=int | None,
@@ -107,6 +86,32 @@ class FrameworkCLI(LightningCLI):
         prefer_int_over_float(parser)
         parser.link_arguments("data.init_args.num_classes", "model.init_args.num_classes")
         parser.link_arguments("data.init_args.in_channels", "model.init_args.in_channels")
+
+    @staticmethod
+    def _add_checkpoint_options(parser: LightningArgumentParser) -> None:
+        """``--ckpt``, ``--trust_checkpoint``, ``--export`` and ``--resume``."""
+        parser.add_argument("--ckpt", type=str | None, default=None, help="Checkpoint for --evaluate.")
+        parser.add_argument(
+            "--trust_checkpoint",
+            action=ActionYesNo,
+            nargs="?",
+            default=False,
+            help="Load checkpoints that need arbitrary pickled objects: RUNS CODE FROM THE FILES. Only for "
+            "files you trust; the framework's own checkpoints never need it.",
+        )
+        parser.add_argument(
+            "--export",
+            type=str | None,
+            default=None,
+            help="'safetensors': also write the tested weights as <ckpt>.safetensors (no pickle; loads "
+            "wherever a weights file is accepted).",
+        )
+        parser.add_argument(
+            "--resume",
+            type=str | None,
+            default=None,
+            help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
+        )
 
     def before_instantiate_classes(self) -> None:
         """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
