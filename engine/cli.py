@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from core.checkpoint_io import check_checkpoint, safe_loading, trust_checkpoints
 from engine.callbacks import default_callbacks
-from engine.export import FORMATS, export_weights
+from engine.export import check_format, export_weights
 from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
 from engine.overrides import apply_policy, reject_default_root_dir
 from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
@@ -113,16 +113,18 @@ class FrameworkCLI(LightningCLI):
             help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
         )
 
+    @property
+    def experiment_dir(self) -> Path:
+        """``<runs_dir>/<name>``: the folder of this experiment's ``version_N`` runs."""
+        return Path(self.config["runs_dir"]) / self.config["name"]
+
     def before_instantiate_classes(self) -> None:
         """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
         reject_default_root_dir(self.config)
-        if self.config["export"] not in (None, *FORMATS):
-            raise ValueError(f"--export {self.config['export']!r}: expected one of {', '.join(FORMATS)}")
+        check_format(self.config["export"])
         trust_checkpoints(bool(self.config["trust_checkpoint"]))
         apply_policy(self.config, self.config.get("aug_k"), self.config.get("aug_n"))
-        self.resume_ckpt, self.resume_version = resolve_resume(
-            self.config.get("resume"), Path(self.config["runs_dir"]) / self.config["name"]
-        )
+        self.resume_ckpt, self.resume_version = resolve_resume(self.config.get("resume"), self.experiment_dir)
         for path in (self.resume_ckpt, self.config["ckpt"] if self.config["evaluate"] else None):
             if path is not None:
                 check_checkpoint(path)
@@ -151,7 +153,7 @@ class FrameworkCLI(LightningCLI):
         )
         # Without a logger (fast_dev_run, logger: false) Lightning writes under default_root_dir: keep
         # that inside the experiment's folder, never the working directory.
-        kwargs["default_root_dir"] = str(Path(self.config["runs_dir"]) / self.config["name"])
+        kwargs["default_root_dir"] = str(self.experiment_dir)
         return super().instantiate_trainer(**kwargs)
 
     def _default_loggers(self) -> list[Any]:

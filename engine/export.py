@@ -11,10 +11,20 @@ from typing import Any
 
 import torch
 
-from core.checkpoint_io import read_checkpoint
+from core.checkpoint_io import read_state_dict
 from datasets.atomic_io import atomic_path
 
 FORMATS = ("safetensors",)
+
+
+def check_format(fmt: str | None) -> None:
+    """Fail early for an ``--export`` value the framework cannot write (``None``: no export).
+
+    Raises:
+        ValueError: Naming the value and the formats there are.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"--export {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
 def export_safetensors(
@@ -23,7 +33,7 @@ def export_safetensors(
     """Write a checkpoint's tensors (its ``state_dict``) as a ``.safetensors`` file.
 
     Args:
-        source: A checkpoint file (read safely, see :func:`core.checkpoint_io.read_checkpoint`) or a
+        source: A checkpoint file (read safely, see :func:`core.checkpoint_io.read_state_dict`) or a
             state dict.
         out: The file to write, ending in ``.safetensors``; written atomically.
         metadata: Values stored as strings in the file's header (task class, source checkpoint).
@@ -39,14 +49,13 @@ def export_safetensors(
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"export target {out}: expected a file name ending in .safetensors")
-    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+    state = read_state_dict(source) if isinstance(source, str | Path) else source
     # clone(): safetensors refuses tensors that share memory (tied or aliased weights).
     tensors = {
         k: v.detach().cpu().contiguous().clone() for k, v in state.items() if isinstance(v, torch.Tensor)
     }
     if not tensors:
-        raise ValueError(f"{source if isinstance(source, str | Path) else 'the state dict'} holds no tensors")
+        raise ValueError("the state dict holds no tensors to export")
     header = {str(k): str(v) for k, v in (metadata or {}).items()}
     with atomic_path(out, keep_suffix=True) as tmp:
         save_file(tensors, str(tmp), metadata=header)
@@ -68,8 +77,7 @@ def export_weights(fmt: str, ckpt: str | None, model: torch.nn.Module, run_dir: 
     Raises:
         ValueError: For an unknown format.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"--export {fmt!r}: expected one of {', '.join(FORMATS)}")
+    check_format(fmt)
     task = f"{type(model).__module__}.{type(model).__qualname__}"
     if ckpt:
         return export_safetensors(
