@@ -5,6 +5,7 @@ Usage:
     python run.py --cfg configs/demo.yaml --evaluate --ckpt runs/demo/version_0/checkpoints/last.ckpt
     python run.py --cfg configs/demo.yaml --resume last        # continue the newest interrupted run
     python run.py --cfg configs/demo.yaml --evaluate --ckpt CKPT --export safetensors   # share weights
+    python run.py ... --debug      # a user error with its traceback (default: one line on stderr, exit 2)
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import sys
 from typing import Any
 
-from core.checkpoint_io import UnsafeCheckpointError
+from core.errors import run_entry_point
 from engine.cli import FrameworkCLI, translate_argv
+from engine.run_dirs import remove_empty_run_dir
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -27,19 +29,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ``{"run_dir", "best_ckpt", "test"}`` where ``test`` is the test summary (means over images).
     """
     cli = FrameworkCLI(args=translate_argv(sys.argv[1:] if argv is None else argv))
-    return cli.execute()
-
-
-def cli_main() -> int:
-    """``python run.py``: run, print the result; a refused checkpoint is one line on stderr, exit 2."""
     try:
-        result = main()
-    except UnsafeCheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return cli.execute()
+    except BaseException:
+        # A start that failed before writing anything leaves no empty runs/<name>/version_N behind.
+        if cli.resume_version is None:
+            remove_empty_run_dir(cli.trainer.log_dir)
+        raise
+
+
+def _run_and_print(argv: list[str]) -> int:
+    """Run ``argv`` and print the run directory, test summary and exported files as JSON."""
+    result = main(argv)
     shown = {k: result[k] for k in ("run_dir", "test", "exported") if k in result}
     print(json.dumps(shown, indent=2, default=str))
     return 0
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``python run.py``: run and print the result; a user error is one line on stderr, exit 2.
+
+    Bad configs, data, paths and refused checkpoints raise ``ValueError``/``FileNotFoundError``
+    naming what is wrong; ``--debug`` (or ``SPSEG_DEBUG=1``) shows the traceback instead.
+    """
+    return run_entry_point("run.py", _run_and_print, argv)
 
 
 if __name__ == "__main__":

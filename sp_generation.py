@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.errors import run_entry_point
 from datasets.records import SPLIT_NAMES
 
 
@@ -56,8 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input: the message names the file/key/value; a traceback would only hide it.
-        sys.exit(f"sp_generation.py: error: {err}")
+    sys.exit(run_entry_point("sp_generation.py", main))

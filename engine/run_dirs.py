@@ -38,3 +38,22 @@ def resolve_resume(resume: str | None, experiment_dir: Path) -> tuple[str | None
     run_dir = ckpt.parent.parent
     version = run_dir.name if run_dir.parent.resolve() == experiment_dir.resolve() else None
     return str(ckpt), version
+
+
+def remove_empty_run_dir(run_dir: str | os.PathLike | None) -> bool:
+    """Remove a run directory left by a start that failed, if it holds no file (loses no data).
+
+    Args:
+        run_dir: The run's ``version_N`` folder (``None``: nothing to do).
+
+    Returns:
+        Whether the folder was removed.
+    """
+    if run_dir is None or not Path(run_dir).is_dir():
+        return False
+    if any(p.is_file() or p.is_symlink() for p in Path(run_dir).rglob("*")):
+        return False
+    for sub in sorted(Path(run_dir).rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    Path(run_dir).rmdir()
+    return True

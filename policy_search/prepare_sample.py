@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
+from core.errors import run_entry_point
 from datasets.atomic_io import atomic_path
 
 INPAINTING_CFG = "configs/config_inpainting_sample.yaml"
@@ -171,4 +173,4 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("python -m policy_search.prepare_sample", main))

@@ -20,12 +20,14 @@ import json
 import math
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from core.errors import run_entry_point
 from datasets.atomic_io import atomic_path, atomic_write_text
 from policy_search.objectives import PENALTY
 
@@ -261,4 +263,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("python -m policy_search.report", main))

@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.errors import run_entry_point
 from datasets.atomic_io import atomic_write_json
 from datasets.image_io import read_mask, write_png_atomic
 from datasets.layouts import find_samples
@@ -186,4 +188,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry_point("python -m datasets.noise.cli", main))

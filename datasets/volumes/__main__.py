@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.errors import run_entry_point
 from datasets.volumes.io import dicom_series_to_nifti
 from datasets.volumes.prepare import (
     label_map,
@@ -40,4 +41,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_entry_point("python -m datasets.volumes", main))

@@ -87,7 +87,7 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(tmp_path, config, option
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error: ")]
     assert len(errors) == 1, proc.stderr[-2000:]
     assert str(path) in errors[0] and "io.open" in errors[0] and "--trust_checkpoint" in errors[0]
     assert "Traceback" not in proc.stderr
