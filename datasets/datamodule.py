@@ -11,6 +11,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Sampler
 
 from datasets.layouts import LAYOUTS, find_samples
+from datasets.preprocess import InferenceConfig
 from datasets.records import SPLIT_NAMES, SampleRecord, kfold_split, read_split_file, subsample
 from datasets.samplers import EpochShuffleSampler
 from datasets.segmentation_dataset import ExtraMapsFn, SegmentationDataset, collate_segmentation
@@ -50,6 +51,9 @@ class SegmentationDataModule(L.LightningDataModule):
         superpixels: Superpixel maps served with every sample under ``superpixels`` (``source``: ``cache``
             reads precomputed maps, ``cpu`` computes them in the loader workers, ``gpu`` leaves them to
             the LightningModule); None serves none.
+        inference: How ``run.py --predict`` applies the trained model to new data (resize or sliding
+            windows, the intensity window and slice view of volumes); saved in the checkpoint's
+            ``datamodule_hyper_parameters``. None: the defaults of ``InferenceConfig``.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class SegmentationDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         superpixels: SuperpixelConfig | None = None,
+        inference: InferenceConfig | None = None,
     ) -> None:
         super().__init__()
         _check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
@@ -103,6 +108,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.splits: dict[str, list[SampleRecord]] = {}
         self._extra_maps: ExtraMapsFn | None = None
         self.superpixels = superpixels
+        self.inference = inference
 
     @property
     def extra_maps(self) -> ExtraMapsFn | None:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.image_io import read_image, read_mask
+from datasets.preprocess import normalise_image
 from datasets.records import SampleRecord
 from datasets.transforms import STAGES, sample_seed, seed_transform
 
@@ -141,11 +142,8 @@ class SegmentationDataset(Dataset):
             self._register(list(extra))
             seed_transform(self.transform, sample_seed(self.seed, epoch, index))
             targets = self.transform(**targets)
-        out_image = targets["image"]
-        if out_image.ndim == 2:
-            out_image = out_image[:, :, None]
-        tensor = torch.from_numpy(np.ascontiguousarray(out_image.transpose(2, 0, 1), dtype=np.float32))
-        sample: dict[str, Any] = {"image": (tensor - 0.5) / 0.5, "id": record.id, "index": index}
+        # The one model-input normalisation, shared with prediction (datasets.preprocess).
+        sample: dict[str, Any] = {"image": normalise_image(targets["image"]), "id": record.id, "index": index}
         if mask is not None:
             sample["mask"] = torch.from_numpy(np.asarray(targets["mask"], dtype=np.int64))
         for name in extra:

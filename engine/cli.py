@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from engine.export import check_format, export_weights
 from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
 from engine.overrides import apply_policy, reject_default_root_dir
 from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
+from engine.predict import PredictOptions, is_predict_call, parse_predict_args, run_prediction
 from engine.run_dirs import resolve_resume
 from models.task import TaskModule
 
@@ -26,10 +28,22 @@ __all__ = ["FrameworkCLI", "translate_argv"]
 
 
 class FrameworkCLI(LightningCLI):
-    """LightningCLI configured for the framework (``run=False``; :meth:`execute` runs fit + test)."""
+    """LightningCLI configured for the framework (``run=False``; :meth:`execute` runs fit + test).
+
+    With ``--predict`` the arguments are the prediction flags (:mod:`engine.predict`) instead: no
+    trainer, model or data is configured, and :meth:`execute` predicts.
+    """
 
     def __init__(self, args: list[str] | None = None, instantiate: bool = True) -> None:
         self._instantiate = instantiate
+        argv = list(sys.argv[1:] if args is None else args)
+        self.predict_options: PredictOptions | None = None
+        if is_predict_call(argv):
+            self.predict_options = parse_predict_args(argv)
+            # Prediction makes no run directory: a failure has no empty version_N to remove (run.py
+            # removes one only for a fresh run, resume_version None).
+            self.resume_ckpt, self.resume_version = None, "predict"
+            return
         super().__init__(
             model_class=TaskModule,
             datamodule_class=L.LightningDataModule,
@@ -174,7 +188,12 @@ class FrameworkCLI(LightningCLI):
         return loggers
 
     def execute(self) -> dict[str, Any]:
-        """Fit (resuming when asked) then test the best checkpoint, or test ``--ckpt`` with ``--evaluate``."""
+        """Fit (resuming when asked) then test the best checkpoint, or test ``--ckpt`` with ``--evaluate``.
+
+        With ``--predict``: predict ``--input`` into ``--output`` (see :func:`engine.predict.run_prediction`).
+        """
+        if self.predict_options is not None:
+            return run_prediction(self.predict_options)
         trainer, model, data = self.trainer, self.model, self.datamodule
         best: str | None = None
         if self.config["evaluate"]:

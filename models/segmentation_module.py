@@ -14,7 +14,7 @@ from models.metric_collection import SegmentationMetrics
 from models.metrics import per_image_metrics
 from models.networks.registry import create_model
 from models.optim import OptimConfig
-from models.task import Monitor, TaskModule, probabilities
+from models.task import Monitor, TaskModule
 from models.transfer import load_pretrained, load_teacher
 
 # The supervised family's optimisation defaults (configs usually state their own).
@@ -102,6 +102,7 @@ class SegmentationModule(TaskModule):
 
     monitor: ClassVar[Monitor] = Monitor("val/dice", "max")
     default_optim: ClassVar[OptimConfig] = SUPERVISED_OPTIM
+    predicts_segmentation: ClassVar[bool] = True
 
     def forward(self, image: Tensor) -> Tensor:
         """Logits of the main head (eval-mode semantics).
@@ -160,10 +161,6 @@ class SegmentationModule(TaskModule):
                 self.hparams.hd95_in_test,
             )
         )
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
-        """Class probabilities of ``batch["image"]`` (softmax; two channels for a sigmoid head)."""
-        return probabilities(self(batch["image"]))
 
 
 def log_validation_metrics(module: TaskModule, metrics: SegmentationMetrics) -> None:

@@ -10,8 +10,11 @@ What the engine relies on, declared here once:
   at the end of the test epoch the rows of every rank are gathered, :meth:`TaskModule.summarise_test`
   turns them into the summary, ``test/<metric>`` is logged and ``test_rows`` / ``test_summary`` are
   set. The engine writes them (rank 0, atomically) as ``test_per_image.csv`` + ``test_summary.json``.
-* ``predict_step``: probabilities ``[B, C, H, W]`` for the families whose output is a segmentation;
-  the others say why they cannot predict.
+* Prediction: a family whose output is a segmentation sets ``predicts_segmentation``; its
+  ``forward`` gives class scores whose (resized) argmax is the test prediction.
+  :meth:`TaskModule.predict_log_probs` turns them into log-probabilities ``[B, C, H, W]`` (what
+  ``run.py --predict`` averages and resizes, so its masks are the test's masks) and ``predict_step``
+  into probabilities; the other families say why they cannot predict.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
@@ -65,6 +69,7 @@ class TaskModule(L.LightningModule):
     monitor: ClassVar[Monitor] = Monitor("val/loss", "min")
     needs_fit: ClassVar[bool] = True
     has_test: ClassVar[bool] = True
+    predicts_segmentation: ClassVar[bool] = False
     default_optim: ClassVar[OptimConfig] = OptimConfig()
 
     def __init__(self, optim: OptimConfig | dict[str, Any] | None = None) -> None:
@@ -146,13 +151,26 @@ class TaskModule(L.LightningModule):
         return local_log_dir(self.trainer) if self._trainer is not None else None
 
     # -- prediction --------------------------------------------------------------------------------
+    def predict_log_probs(self, image: Tensor) -> Tensor:
+        """Class log-probabilities of ``image`` (segmentation families).
+
+        Shape:
+            ``[B, in_channels, H, W]`` -> ``[B, max(C, 2), H, W]``.
+
+        Raises:
+            TypeError: For a task whose output is not a segmentation.
+        """
+        if not self.predicts_segmentation:
+            raise TypeError(f"{type(self).__name__} does not predict segmentations")
+        return log_probabilities(self(image))
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
         """Class probabilities ``[B, C, H, W]`` of ``batch["image"]`` (segmentation families).
 
         Raises:
             TypeError: For a task whose output is not a segmentation.
         """
-        raise TypeError(f"{type(self).__name__} does not predict segmentations")
+        return self.predict_log_probs(batch["image"]).exp()
 
 
 def probabilities(logits: Tensor) -> Tensor:
@@ -165,6 +183,21 @@ def probabilities(logits: Tensor) -> Tensor:
         fg = logits.float().sigmoid()
         return torch.cat([1.0 - fg, fg], dim=1)
     return logits.float().softmax(dim=1)
+
+
+def log_probabilities(logits: Tensor) -> Tensor:
+    """Log-softmax over classes, or the two-channel log-sigmoid pair for single-channel logits.
+
+    Interpolating these and taking the argmax gives the argmax of the interpolated logits (the
+    per-pixel normaliser is shared by all classes), so resized predictions match the test's.
+
+    Shape:
+        ``[B, C, H, W]`` -> ``[B, max(C, 2), H, W]``.
+    """
+    if logits.shape[1] == 1:
+        x = logits.float()
+        return torch.cat([F.logsigmoid(-x), F.logsigmoid(x)], dim=1)
+    return logits.float().log_softmax(dim=1)
 
 
 def _caller_frame() -> Any:

@@ -40,7 +40,7 @@ from models.noisy.refinement import LossGapTracker, apply_flips, write_label_set
 from models.noisy.superpixel_ops import keep_rates_at
 from models.optim import OptimConfig
 from models.segmentation_module import log_validation_metrics, logits_to_labels, test_rows
-from models.task import Monitor, TaskModule, local_log_dir, probabilities
+from models.task import Monitor, TaskModule, local_log_dir
 
 __all__ = ["METHODS", "NoisyLabelSegmentation"]
 
@@ -68,7 +68,8 @@ class NoisyLabelSegmentation(TaskModule):
         refine_threshold: Mean probability above which a disagreeing superpixel is flipped.
         max_refine_rounds: Rounds at most (the paper's code refined once).
         refined_labels_dir: Where label sets go (default ``<run dir>/refined_labels``).
-        eval_net: Network evaluated in validation/test: ``net1`` or ``mean`` (averaged probabilities).
+        eval_net: Network evaluated in validation/test/prediction: ``net1``, ``net2`` (the peer) or
+            ``mean`` (averaged probabilities).
         optim: Optimizer and schedule of both peers (one optimizer over both).
         include_background: Count background in Dice/IoU.
         hd95_in_test: HD95 per test image.
@@ -77,6 +78,7 @@ class NoisyLabelSegmentation(TaskModule):
 
     monitor: ClassVar[Monitor] = Monitor("val/dice", "max")
     default_optim: ClassVar[OptimConfig] = NOISY_OPTIM
+    predicts_segmentation: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -95,7 +97,7 @@ class NoisyLabelSegmentation(TaskModule):
         refine_threshold: float = 0.8,
         max_refine_rounds: int = 1,
         refined_labels_dir: str | None = None,
-        eval_net: Literal["net1", "mean"] = "net1",
+        eval_net: Literal["net1", "net2", "mean"] = "net1",
         optim: OptimConfig = NOISY_OPTIM,
         include_background: bool = False,
         hd95_in_test: bool = True,
@@ -109,8 +111,8 @@ class NoisyLabelSegmentation(TaskModule):
             raise ValueError(f"lam must be in [0, 1], got {lam}")
         if keep_rates is not None and len(keep_rates) != num_classes:
             raise ValueError(f"keep_rates has {len(keep_rates)} entries, expected num_classes={num_classes}")
-        if eval_net == "mean" and NOISY_METHODS.get(method).networks < 2:
-            raise ValueError(f"eval_net 'mean' needs two networks; method {method!r} trains one")
+        if eval_net in ("net2", "mean") and NOISY_METHODS.get(method).networks < 2:
+            raise ValueError(f"eval_net {eval_net!r} needs two networks; method {method!r} trains one")
         self.save_task_hyperparameters()
         self.num_classes = num_classes
         count = NOISY_METHODS.get(method).networks
@@ -129,24 +131,20 @@ class NoisyLabelSegmentation(TaskModule):
 
     # -- evaluation: network 1 or the peers' mean; test rows as the supervised module's -------------
     def forward(self, image: Tensor) -> Tensor:
-        """Logits (``eval_net: mean``: log of the averaged probabilities).
+        """Logits of ``eval_net`` (``mean``: log of the averaged probabilities).
 
         Shape:
             image ``[B, in_channels, H, W]`` -> ``[B, num_classes, H, W]``.
         """
         if self.hparams.eval_net == "mean":
             return peer_probabilities(self.nets, image).clamp_min(1e-7).log()
-        return main_output(self.nets[0](image))
+        return main_output(self.nets[1 if self.hparams.eval_net == "net2" else 0](image))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image metrics of the evaluated network at each image's original resolution."""
         classes, hp = max(self.num_classes, 2), self.hparams
         logits = self(batch["image"])
         self.add_test_rows(test_rows(logits, batch, classes, hp.include_background, hp.hd95_in_test))
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> Tensor:
-        """Class probabilities of the evaluated network (``eval_net``)."""
-        return probabilities(self(batch["image"]))
 
     def on_validation_epoch_end(self) -> None:
         """Log DDP-synchronised validation metrics (``val/dice`` is the checkpoint monitor)."""

@@ -1,0 +1,133 @@
+"""The model-input preprocessing shared by validation, test and prediction, and what prediction needs.
+
+Training, validation, test and ``run.py --predict`` turn an image read by
+:func:`datasets.image_io.read_image` (float32 ``[0, 1]``, ``H x W x C``) into the network's input with
+the same two steps: the evaluation resize of :func:`datasets.transforms.build_transforms` and
+:func:`normalise_image` (``(x - 0.5) / 0.5``, values in ``[-1, 1]``). :func:`eval_tensor` is both in
+one call. A volume slice is first mapped to ``[0, 1]`` by :func:`volume_slice_to_unit` (the CT window,
+or the volume's percentile range) in the view the training slices were made in (:func:`to_view`).
+
+:class:`InferenceConfig` is the data section's ``inference`` block: what a checkpoint must record so
+that it alone is enough to predict new images and volumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datasets.transforms import build_transforms
+
+# The input normalisation of every task: [0, 1] -> [-1, 1].
+NORM_MEAN = 0.5
+NORM_STD = 0.5
+
+
+@dataclass
+class InferenceConfig:
+    """How a trained model is applied to new data (``data.init_args.inference``; saved in checkpoints)."""
+
+    mode: Literal["resize", "sliding"] = "resize"
+    """``resize``: each image is resized to ``image_size`` as in training (the default); ``sliding``:
+    windows of ``image_size`` at the native resolution, Gaussian-blended."""
+
+    overlap: float = 0.5
+    """Fraction of a window shared by neighbours in ``sliding`` mode."""
+
+    window: list[float] | None = None
+    """Intensity window ``[low, high]`` mapped to ``[0, 1]`` for volumes (CT in HU: the window the
+    training slices were made with, e.g. ``[-125, 275]``); None: each volume's percentile range."""
+
+    percentiles: list[float] | None = None
+    """``[low, high]`` percentiles of the volume mapped to ``[0, 1]`` when ``window`` is None
+    (default ``[0.0, 99.5]``)."""
+
+    slice_axis: int = 2
+    """Axis of the RAS-canonical volume the 2D model's slices lie across (2: axial)."""
+
+    view: Literal["radiological", "array"] = "radiological"
+    """How a slice was turned into the training image: ``radiological`` (anterior up, patient right on
+    the image left, as the embedded sample's slices) or ``array`` (the array's own axes)."""
+
+
+def normalise_image(image: np.ndarray) -> Tensor:
+    """The model-input normalisation: ``[0, 1]`` ``H x W (x C)`` -> ``[C, H, W]`` float32 in ``[-1, 1]``.
+
+    Args:
+        image: float array in ``[0, 1]``, ``H x W`` or ``H x W x C``.
+
+    Returns:
+        The normalised tensor.
+    """
+    if image.ndim == 2:
+        image = image[:, :, None]
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    return (tensor - NORM_MEAN) / NORM_STD
+
+
+def eval_tensor(image: np.ndarray, image_size: int | Sequence[int] | None) -> Tensor:
+    """The evaluation preprocessing of one image: resize to ``image_size`` (as val/test), normalise.
+
+    Args:
+        image: float32 ``H x W x C`` in ``[0, 1]`` (``read_image``'s output).
+        image_size: Training size; None keeps the native size (sliding-window inference).
+
+    Returns:
+        ``[C, h, w]`` float32 network input.
+    """
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        image = build_transforms(None, size, "test")(image=image)["image"]
+    return normalise_image(image)
+
+
+def to_view(slice_2d: np.ndarray, view: str) -> np.ndarray:
+    """A slice of the canonical volume as the training image (see :attr:`InferenceConfig.view`).
+
+    Shape:
+        ``(A, B[, C])`` -> ``(B, A[, C])`` for ``radiological``, unchanged for ``array``.
+    """
+    if view == "radiological":
+        return np.ascontiguousarray(np.swapaxes(slice_2d, 0, 1)[::-1, ::-1])
+    if view == "array":
+        return slice_2d
+    raise ValueError(f"unknown view {view!r}; expected 'radiological' or 'array'")
+
+
+def from_view(image_2d: np.ndarray, view: str) -> np.ndarray:
+    """Inverse of :func:`to_view` (a predicted mask back onto the slice's voxel grid)."""
+    if view == "radiological":
+        return np.ascontiguousarray(np.swapaxes(image_2d[::-1, ::-1], 0, 1))
+    if view == "array":
+        return image_2d
+    raise ValueError(f"unknown view {view!r}; expected 'radiological' or 'array'")
+
+
+def intensity_range(volume: np.ndarray, config: InferenceConfig) -> tuple[float, float]:
+    """The ``(low, high)`` intensities mapped to 0 and 1 for a volume.
+
+    Raises:
+        ValueError: If the range is empty (a constant volume without a window) or the window is bad.
+    """
+    if config.window is not None:
+        if len(config.window) != 2 or config.window[0] >= config.window[1]:
+            raise ValueError(f"inference.window must be [low, high] with low < high, got {config.window}")
+        return float(config.window[0]), float(config.window[1])
+    lo_p, hi_p = config.percentiles or (0.0, 99.5)
+    low, high = (float(v) for v in np.percentile(volume, [lo_p, hi_p]))
+    if high <= low:
+        raise ValueError(
+            f"volume intensities have an empty {lo_p}-{hi_p} percentile range [{low}, {high}]; "
+            "set --window LOW HIGH"
+        )
+    return low, high
+
+
+def volume_slice_to_unit(slice_2d: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Clip a slice to ``[low, high]`` and scale it to float32 ``[0, 1]``."""
+    return ((np.clip(slice_2d.astype(np.float32), low, high) - low) / (high - low)).astype(np.float32)

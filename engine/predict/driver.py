@@ -1,0 +1,178 @@
+"""The prediction run: load checkpoints, walk the inputs with a progress bar, write outputs and the CSV.
+
+A failing input (unreadable file, channels the model cannot take, an output that exists without
+``--overwrite``) is reported with its path and skipped; after the rest is done, ``predictions.csv`` is
+written and the run fails with one line listing every failure (exit code 2 from ``run.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from core.checkpoint_io import trust_checkpoints
+from datasets.image_io import write_png_atomic
+from engine.predict.checkpoints import check_ensemble, load_prediction_model
+from engine.predict.inputs import InputItem, discover_inputs, read_image_input
+from engine.predict.options import PredictOptions
+from engine.predict.runner import Predictor, resolve_device
+from engine.predict.volumes import predict_volume
+from engine.predict.writers import (
+    CSV_NAME,
+    existing_outputs,
+    mask_values,
+    output_paths,
+    write_csv,
+    write_overlay,
+    write_probs_npz,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_predictor(options: PredictOptions) -> Predictor:
+    """Load the checkpoints (checked to agree) into a :class:`Predictor` on the chosen device."""
+    models = [load_prediction_model(path, options.config, options.noisy_net) for path in options.ckpts]
+    check_ensemble(models)
+    for model in models:
+        overrides = {"window": options.window, "slice_axis": options.slice_axis, "view": options.view}
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(model.inference, key, value)
+    return Predictor(
+        models,
+        tta=options.tta,
+        mode=options.mode,
+        overlap=options.overlap,
+        batch_size=options.batch_size,
+        device=resolve_device(options.device),
+        amp=options.amp,
+    )
+
+
+def _image_row(item: InputItem, paths: Any, labels: np.ndarray, overlays: list[Path]) -> dict[str, Any]:
+    return {
+        "input": str(item.path),
+        "kind": item.kind,
+        "mask": str(paths.mask),
+        "probs": str(paths.probs) if paths.probs else "",
+        "overlays": ";".join(str(p) for p in overlays),
+        "height": labels.shape[0],
+        "width": labels.shape[1],
+        "depth": "",
+        "foreground_fraction": float((labels > 0).mean()),
+    }
+
+
+def _predict_images(
+    items: list[InputItem], predictor: Predictor, options: PredictOptions, out_dir: Path, bar: tqdm
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read, predict (in batches) and write 2D inputs; returns CSV rows and failure lines."""
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    pending: list[tuple[InputItem, Any, np.ndarray, float]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        start = time.perf_counter()
+        log_probs = predictor.predict([image for _, _, image, _ in pending])
+        share = (time.perf_counter() - start) / len(pending)
+        for (item, paths, image, seconds), lp in zip(pending, log_probs, strict=True):
+            begin = time.perf_counter()
+            labels = lp.argmax(dim=0).numpy()
+            write_png_atomic(paths.mask, mask_values(labels, predictor.num_classes, options.palette))
+            if paths.probs is not None:
+                write_probs_npz(paths.probs, lp.exp().numpy())
+            overlays = []
+            if paths.overlay_stem is not None:
+                overlays.append(write_overlay(paths.overlay_stem.with_suffix(".png"), image, labels))
+            row = _image_row(item, paths, labels, overlays)
+            row["seconds"] = round(seconds + share + time.perf_counter() - begin, 6)
+            rows.append(row)
+        pending.clear()
+
+    for item in items:
+        start = time.perf_counter()
+        paths = output_paths(out_dir, item.name, False, options.save_probs, options.overlay)
+        try:
+            _refuse_existing(paths, options.overwrite)
+            image = read_image_input(item, predictor.in_channels)
+        except (ValueError, FileNotFoundError) as err:
+            failures.append(f"{item.path}: {err}")
+            log.error("skipped %s: %s", item.path, err)
+            bar.update(1)
+            continue
+        pending.append((item, paths, image, time.perf_counter() - start))
+        if len(pending) >= options.batch_size:
+            flush()
+        bar.update(1)
+    flush()
+    return rows, failures
+
+
+def _refuse_existing(paths: Any, overwrite: bool) -> None:
+    found = [] if overwrite else existing_outputs(paths)
+    if found:
+        raise ValueError(f"output {found[0]} exists; pass --overwrite to replace it")
+
+
+def _predict_volumes(
+    items: list[InputItem], predictor: Predictor, options: PredictOptions, out_dir: Path, bar: tqdm
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Predict and write volumes one by one; returns CSV rows and failure lines."""
+    rows, failures = [], []
+    for item in items:
+        start = time.perf_counter()
+        paths = output_paths(out_dir, item.name, True, options.save_probs, options.overlay)
+        try:
+            _refuse_existing(paths, options.overwrite)
+            row = predict_volume(item, paths, predictor, options)
+        except (ValueError, FileNotFoundError) as err:
+            failures.append(f"{item.path}: {err}")
+            log.error("skipped %s: %s", item.path, err)
+        else:
+            row["seconds"] = round(time.perf_counter() - start, 6)
+            rows.append(row)
+        bar.update(1)
+    return rows, failures
+
+
+def run_prediction(options: PredictOptions) -> dict[str, Any]:
+    """Predict every input of ``options`` and write the outputs and ``predictions.csv``.
+
+    Returns:
+        ``{"run_dir": output folder, "predictions": CSV path, "predicted": count}``.
+
+    Raises:
+        FileNotFoundError: Missing checkpoint or input.
+        ValueError: Bad checkpoint/option (before any output), or, after finishing the others, the
+            list of inputs that failed.
+    """
+    trust_checkpoints(options.trust_checkpoint)
+    predictor = build_predictor(options)
+    if options.palette == "binary":
+        mask_values(np.zeros((1, 1), np.int64), predictor.num_classes, "binary")
+    items = discover_inputs(options.input)
+    out_dir = Path(options.output)
+    csv_path = out_dir / CSV_NAME
+    if csv_path.exists() and not options.overwrite:
+        raise ValueError(f"{csv_path} exists; pass --overwrite or choose another --output")
+    images = [i for i in items if i.kind == "image"]
+    volumes = [i for i in items if i.kind != "image"]
+    with tqdm(total=len(items), unit="img", desc="predict", disable=not options.progress) as bar:
+        rows, failures = _predict_images(images, predictor, options, out_dir, bar)
+        more_rows, more_failures = _predict_volumes(volumes, predictor, options, out_dir, bar)
+    rows, failures = rows + more_rows, failures + more_failures
+    write_csv(out_dir, rows)
+    if failures:
+        raise ValueError(
+            f"{len(failures)} of {len(items)} inputs failed (the others are in {csv_path}): "
+            + "; ".join(failures)
+        )
+    return {"run_dir": str(out_dir), "predictions": str(csv_path), "predicted": len(rows)}

@@ -1,0 +1,150 @@
+"""The flags of ``run.py --predict`` and their checks."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from core.config_stack import load_config_stack
+
+PREDICT_FLAG = "--predict"
+
+
+@dataclass
+class PredictOptions:
+    """What one prediction run does (see ``python run.py --predict --help``)."""
+
+    ckpts: list[str]
+    input: str
+    output: str
+    config: dict[str, Any] = field(default_factory=dict)
+    palette: str = "index"
+    save_probs: bool = False
+    overlay: bool = False
+    overlay_every: int = 10
+    tta: str = "none"
+    mode: str | None = None
+    overlap: float | None = None
+    window: list[float] | None = None
+    slice_axis: int | None = None
+    view: str | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    amp: bool = False
+    noisy_net: str | None = None
+    overwrite: bool = False
+    trust_checkpoint: bool = False
+    progress: bool = True
+
+
+def is_predict_call(argv: list[str]) -> bool:
+    """Whether ``run.py``'s arguments ask for prediction (``--predict`` anywhere)."""
+    return PREDICT_FLAG in argv
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ``ValueError`` (one line from ``run.py``, exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(f"--predict: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the prediction flags."""
+    p = _Parser(
+        prog="run.py --predict", description="Predict masks for new images and volumes.", allow_abbrev=False
+    )
+    p.add_argument("--predict", action="store_true", help="Predict instead of training.")
+    p.add_argument("--ckpt", action="append", required=True, help="Checkpoint; repeat to ensemble.")
+    p.add_argument("--input", required=True, help="Image, image folder, NIfTI file/folder or DICOM folder.")
+    p.add_argument("--output", required=True, help="Folder of the outputs (created).")
+    p.add_argument("--config", action="append", default=[], help="(--cfg) config of checkpoints lacking one.")
+    p.add_argument(
+        "--palette", choices=["index", "binary"], default="index", help="PNG values 0..C-1 or 0/255."
+    )
+    p.add_argument("--save_probs", action="store_true", help="Also write class probabilities.")
+    p.add_argument("--overlay", action="store_true", help="Also write overlay PNGs.")
+    p.add_argument("--overlay_every", type=int, default=10, help="Overlay every N-th slice of a volume.")
+    p.add_argument("--tta", choices=["none", "flip"], default="none", help="Flip test-time augmentation.")
+    p.add_argument("--mode", choices=["resize", "sliding"], default=None, help="Default: the checkpoint's.")
+    p.add_argument("--overlap", type=float, default=None, help="Sliding-window overlap in [0, 1).")
+    p.add_argument(
+        "--window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="Volume window."
+    )
+    p.add_argument("--slice_axis", type=int, choices=[0, 1, 2], default=None, help="Volume slicing axis.")
+    p.add_argument("--view", choices=["radiological", "array"], default=None, help="Volume slice view.")
+    p.add_argument("--batch_size", type=int, default=4, help="Images (or windows, slices) per forward pass.")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--amp", action="store_true", help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")
+    p.add_argument("--noisy_net", choices=["net1", "net2", "mean"], default=None, help="Noisy-label peer.")
+    p.add_argument("--overwrite", action="store_true", help="Replace existing output files.")
+    p.add_argument("--trust_checkpoint", action="store_true", help="Allow pickled code in checkpoints.")
+    p.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    return p
+
+
+def _merge_configs(values: list[str]) -> dict[str, Any]:
+    """Deep-merge ``--config`` values: files (with their bases) or inline YAML from ``translate_argv``."""
+    merged: dict[str, Any] = {}
+    for value in values:
+        data = load_config_stack([value]) if _is_file(value) else yaml.safe_load(value)
+        if not isinstance(data, dict):
+            raise ValueError(f"--cfg {value[:80]!r} is not a YAML mapping or an existing config file")
+        _deep_update(merged, data)
+    return merged
+
+
+def _is_file(value: str) -> bool:
+    return "\n" not in value and Path(value).is_file()
+
+
+def _deep_update(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = value
+
+
+def parse_predict_args(argv: list[str]) -> PredictOptions:
+    """Parse and check the prediction flags (``argv`` as translated by ``translate_argv``).
+
+    Raises:
+        ValueError: For an unknown flag or a value out of range (the message names it).
+    """
+    ns = build_parser().parse_args(argv)
+    if ns.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {ns.batch_size}")
+    if ns.overlap is not None and not 0.0 <= ns.overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {ns.overlap}")
+    if ns.overlay_every < 1:
+        raise ValueError(f"--overlay_every must be >= 1, got {ns.overlay_every}")
+    if ns.window is not None and ns.window[0] >= ns.window[1]:
+        raise ValueError(f"--window needs LOW < HIGH, got {ns.window[0]} {ns.window[1]}")
+    return PredictOptions(
+        ckpts=list(ns.ckpt),
+        input=ns.input,
+        output=ns.output,
+        config=_merge_configs(ns.config),
+        palette=ns.palette,
+        save_probs=ns.save_probs,
+        overlay=ns.overlay,
+        overlay_every=ns.overlay_every,
+        tta=ns.tta,
+        mode=ns.mode,
+        overlap=ns.overlap,
+        window=list(ns.window) if ns.window is not None else None,
+        slice_axis=ns.slice_axis,
+        view=ns.view,
+        batch_size=ns.batch_size,
+        device=ns.device,
+        amp=ns.amp,
+        noisy_net=ns.noisy_net,
+        overwrite=ns.overwrite,
+        trust_checkpoint=ns.trust_checkpoint,
+        progress=not ns.no_progress,
+    )
