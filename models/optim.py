@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from core.registry import Registry, unknown_name_message
+from core.registry import Registry
+from core.settings import Settings
 from models.lars import LARS
 
 OPTIMIZERS: Registry[Callable[..., Optimizer]] = Registry("optimizer")
@@ -24,7 +25,7 @@ SCHEDULES: Registry[Callable[..., float]] = Registry("schedule")
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(Settings):
     """Optimizer and learning-rate schedule of a task.
 
     Attributes:
@@ -42,6 +43,8 @@ class OptimConfig:
         gamma: ``step`` schedule: decay factor.
         power: ``poly`` schedule: exponent.
     """
+
+    config_key: ClassVar[str] = "optim"
 
     name: str = "adam"
     lr: float = 1e-3
@@ -75,29 +78,6 @@ class OptimConfig:
             )
         if self.interval not in ("epoch", "step"):
             raise ValueError(f"optim.interval must be 'epoch' or 'step', got {self.interval!r}")
-
-    @classmethod
-    def coerce(cls, value: OptimConfig | dict[str, Any] | None, default: OptimConfig) -> OptimConfig:
-        """An ``OptimConfig`` from a config object, a (partial) dict over ``default``, or None.
-
-        Raises:
-            ValueError: For keys that are not fields (closest field named).
-        """
-        if value is None:
-            return default
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(f"optim must be a mapping of {[f.name for f in fields(cls)]}, got {value!r}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(value) - set(names))
-        if unknown:
-            raise ValueError("optim: " + unknown_name_message("key", unknown[0], names))
-        return cls(**{**asdict(default), **value})
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict (what checkpoints store: no pickled classes)."""
-        return asdict(self)
 
 
 @OPTIMIZERS.register("adam")

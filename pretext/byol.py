@@ -14,11 +14,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.settings import check_exclusive
 from models.networks.registry import create_model
 from models.optim import OptimConfig
 from models.task import TaskModule
 from models.transfer import load_pretrained
-from pretext.byol_ops import augment_view, ema_update, symmetric_byol_loss, tau_schedule
+from pretext.byol_ops import (
+    DEFAULT_AUGMENT,
+    ViewAugmentation,
+    augment_view,
+    ema_update,
+    symmetric_byol_loss,
+    tau_schedule,
+)
 from pretext.ops import pretext_predict_message
 
 # Random-stream tags keep training and validation views independent of each other.
@@ -86,18 +94,12 @@ class BYOL(TaskModule):
         init_checkpoint: Any earlier checkpoint (BYOL: target encoder; MIM; supervised) to start from:
             hierarchical pretraining.
         crop_size: Side of the views; None keeps the input size.
-        crop_scale: RandomResizedCrop area range.
-        hflip_p: Horizontal flip probability.
-        jitter_p: Colour-jitter probability.
-        brightness: Brightness jitter strength.
-        contrast: Contrast jitter strength.
-        saturation: Saturation jitter strength (RGB only).
-        hue: Hue jitter strength (RGB only).
-        grayscale_p: Grayscale probability (RGB only).
+        augment: Crop, flip and colour-jitter settings of the views (:class:`ViewAugmentation`).
         aug_seed: Seed of the view augmentation (views depend on ``(aug_seed, step)`` only).
 
     Raises:
-        ValueError: If both ``encoder_weights`` and ``init_checkpoint`` are given.
+        ValueError: If both ``encoder_weights`` and ``init_checkpoint`` are given (both initialise the
+            same encoder).
     """
 
     has_test: ClassVar[bool] = False
@@ -117,23 +119,14 @@ class BYOL(TaskModule):
         encoder_weights: str | None = None,
         init_checkpoint: str | None = None,
         crop_size: int | None = None,
-        crop_scale: tuple[float, float] = (0.08, 1.0),
-        hflip_p: float = 0.5,
-        jitter_p: float = 0.8,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.2,
-        hue: float = 0.1,
-        grayscale_p: float = 0.2,
+        augment: ViewAugmentation = DEFAULT_AUGMENT,
         aug_seed: int = 0,
     ) -> None:
         super().__init__(optim)
-        if encoder_weights is not None and init_checkpoint is not None:
-            raise ValueError(
-                f"give either encoder_weights ({encoder_weights}) or init_checkpoint ({init_checkpoint}), "
-                "not both: both initialise the same encoder"
-            )
+        check_exclusive(encoder_weights=encoder_weights, init_checkpoint=init_checkpoint)
+        self.augment = ViewAugmentation.coerce(augment, DEFAULT_AUGMENT)
         self.save_task_hyperparameters()
+        self.hparams["augment"] = self.augment.as_dict()
         net = create_model("encoder_unet", in_channels=in_channels, num_classes=1, encoder_name=encoder_name)
         for init in (encoder_weights, init_checkpoint):
             if init is not None:
@@ -148,20 +141,9 @@ class BYOL(TaskModule):
 
     def views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Two independently augmented views of a batch (see :func:`pretext.byol_ops.augment_view`)."""
-        hp = self.hparams
-        size = None if hp.crop_size is None else (hp.crop_size, hp.crop_size)
-        kwargs = {
-            "out_size": size,
-            "scale": tuple(hp.crop_scale),
-            "hflip_p": hp.hflip_p,
-            "jitter_p": hp.jitter_p,
-            "brightness": hp.brightness,
-            "contrast": hp.contrast,
-            "saturation": hp.saturation,
-            "hue": hp.hue,
-            "grayscale_p": hp.grayscale_p,
-        }
-        return augment_view(images, generator, **kwargs), augment_view(images, generator, **kwargs)
+        crop = self.hparams.crop_size
+        size = None if crop is None else (crop, crop)
+        return tuple(augment_view(images, generator, size, self.augment) for _ in range(2))  # type: ignore[return-value]
 
     def byol_step(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """Symmetric BYOL loss of one batch; the target branch runs without gradient.

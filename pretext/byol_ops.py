@@ -8,10 +8,14 @@ explicit ``torch.Generator``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from core.settings import Settings
 
 # ITU-R BT.601 luma weights (what torchvision's rgb_to_grayscale uses).
 _LUMA = (0.299, 0.587, 0.114)
@@ -158,19 +162,60 @@ def crop_flip_grid(
     return F.affine_grid(theta, [batch, 1, h_out, w_out], align_corners=False)
 
 
+@dataclass(frozen=True)
+class ViewAugmentation(Settings):
+    """BYOL's view augmentation (YAML: ``model.init_args.augment: {jitter_p: 0.8, ...}``).
+
+    Attributes:
+        scale: Random-resized-crop area range as a fraction of the image.
+        ratio: Crop aspect-ratio (width / height) range.
+        hflip_p: Horizontal flip probability.
+        jitter_p: Probability of colour jitter per sample.
+        brightness: Brightness factor drawn from ``[1 - b, 1 + b]``.
+        contrast: Contrast factor drawn from ``[1 - c, 1 + c]``.
+        saturation: Saturation factor drawn from ``[1 - s, 1 + s]`` (RGB only).
+        hue: Hue shift drawn from ``[-h, h]`` turns, h <= 0.5 (RGB only).
+        grayscale_p: Probability of converting a sample to grey (RGB only).
+    """
+
+    config_key: ClassVar[str] = "augment"
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+
+    def __post_init__(self) -> None:
+        """Check ranges, so a bad value fails before any training.
+
+        Raises:
+            ValueError: For a probability outside [0, 1], a negative strength, hue > 0.5 or a bad range.
+        """
+        for name in ("hflip_p", "jitter_p", "grayscale_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
+        if min(self.brightness, self.contrast, self.saturation, self.hue) < 0 or self.hue > 0.5:
+            raise ValueError("augment: brightness, contrast, saturation >= 0 and hue in [0, 0.5] expected")
+        for name in ("scale", "ratio"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"augment.{name} must be (low, high), 0 < low <= high, got {(low, high)}")
+
+
+# SSL-MedSeg's (BYOL's) view settings.
+DEFAULT_AUGMENT = ViewAugmentation()
+
+
 def augment_view(
     images: Tensor,
     generator: torch.Generator,
     out_size: tuple[int, int] | None = None,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    hflip_p: float = 0.5,
-    jitter_p: float = 0.8,
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    saturation: float = 0.2,
-    hue: float = 0.1,
-    grayscale_p: float = 0.2,
+    aug: ViewAugmentation = DEFAULT_AUGMENT,
 ) -> Tensor:
     """One BYOL view of a batch: random resized crop, hflip, colour jitter (p), grayscale (p).
 
@@ -182,15 +227,7 @@ def augment_view(
         images: Batch ``[B, C, H, W]`` normalised to ``[-1, 1]``, C in {1, 3}.
         generator: CPU generator all random draws come from.
         out_size: Output ``(H, W)``; None keeps the input size.
-        scale: Crop area range as a fraction of the image.
-        ratio: Crop aspect-ratio range.
-        hflip_p: Horizontal flip probability.
-        jitter_p: Probability of colour jitter per sample.
-        brightness: Brightness factor drawn from ``[1 - b, 1 + b]``.
-        contrast: Contrast factor drawn from ``[1 - c, 1 + c]``.
-        saturation: Saturation factor drawn from ``[1 - s, 1 + s]``.
-        hue: Hue shift drawn from ``[-h, h]`` turns (h <= 0.5).
-        grayscale_p: Probability of converting a sample to grey.
+        aug: Crop, flip and colour settings.
 
     Returns:
         The view ``[B, C, *out_size]`` in ``[-1, 1]``.
@@ -200,18 +237,27 @@ def augment_view(
     """
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images [B, 1|3, H, W], got shape {tuple(images.shape)}")
-    b, c, h, w = images.shape
+    b, _, h, w = images.shape
     out_size = (h, w) if out_size is None else tuple(out_size)
-    grid = crop_flip_grid(b, (h, w), out_size, generator, scale, ratio, hflip_p)
+    grid = crop_flip_grid(b, (h, w), out_size, generator, aug.scale, aug.ratio, aug.hflip_p)
     x = F.grid_sample(images, grid.to(images.device, images.dtype), mode="bilinear", align_corners=False)
     x = (x + 1.0) / 2.0  # colour operations are defined on [0, 1]
+    return colour_jitter(x, generator, aug) * 2.0 - 1.0
 
-    apply = torch.rand(b, generator=generator) < jitter_p
-    bri = torch.where(apply, _uniform(b, 1 - brightness, 1 + brightness, generator), 1.0)
-    con = torch.where(apply, _uniform(b, 1 - contrast, 1 + contrast, generator), 1.0)
-    sat = torch.where(apply, _uniform(b, 1 - saturation, 1 + saturation, generator), 1.0)
-    hue_turns = torch.where(apply, _uniform(b, -hue, hue, generator), 0.0)
-    to_grey = torch.rand(b, generator=generator) < grayscale_p
+
+def colour_jitter(x: Tensor, generator: torch.Generator, aug: ViewAugmentation) -> Tensor:
+    """Per-sample brightness, contrast, saturation, hue (with probability) and grayscale on ``[0, 1]``.
+
+    Shape:
+        ``[B, C, H, W]`` -> same; C in {1, 3}.
+    """
+    b, c = x.shape[:2]
+    apply = torch.rand(b, generator=generator) < aug.jitter_p
+    bri = torch.where(apply, _uniform(b, 1 - aug.brightness, 1 + aug.brightness, generator), 1.0)
+    con = torch.where(apply, _uniform(b, 1 - aug.contrast, 1 + aug.contrast, generator), 1.0)
+    sat = torch.where(apply, _uniform(b, 1 - aug.saturation, 1 + aug.saturation, generator), 1.0)
+    hue_turns = torch.where(apply, _uniform(b, -aug.hue, aug.hue, generator), 0.0)
+    to_grey = torch.rand(b, generator=generator) < aug.grayscale_p
 
     def per_sample(v: Tensor) -> Tensor:
         return v.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
@@ -224,4 +270,4 @@ def augment_view(
         x = ((x - grey) * per_sample(sat) + grey).clamp(0, 1)
         x = _shift_hue(x, hue_turns).clamp(0, 1)
         x = torch.where(per_sample(to_grey).bool(), _grey(x).expand_as(x), x)
-    return x * 2.0 - 1.0
+    return x

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.settings import check_exclusive
 from models.networks.registry import create_model
 from models.optim import OptimConfig
 from models.task import TaskModule
@@ -75,11 +76,7 @@ class SuperpixelInpainting(MaskedReconstruction, TaskModule):
         seed: int = 42,
     ) -> None:
         super().__init__(optim)
-        if mask_ratio is not None and n_masked is not None:
-            raise ValueError(
-                f"model: mask_ratio={mask_ratio} and n_masked={n_masked} are both set; "
-                "give one (set n_masked: null to mask by area)"
-            )
+        check_exclusive("set n_masked: null to mask by area", n_masked=n_masked, mask_ratio=mask_ratio)
         self.save_task_hyperparameters()
         self.net = create_model(
             "encoder_unet",

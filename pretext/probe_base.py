@@ -103,7 +103,35 @@ class ProbeModule(TaskModule):
     ``_step`` returns ``(loss, metrics)`` with metrics as scalar tensors; they are logged as
     ``{stage}/{name}``. At test, each batch becomes one row (weighted by its image count), so the
     test summary holds the means over images.
+
+    The probes' shared arguments are declared here once; each probe's ``__init__`` adds its own and
+    forwards the rest with ``**kwargs`` (the config schema and the saved hyper-parameters hold both).
+
+    Args:
+        in_channels: Image channels (linked from the data section).
+        encoder_name: smp encoder name (must match the MIM checkpoint's).
+        encoder_weights: Local encoder weights for a standalone run (None = random init).
+        encoder_checkpoint: MIM checkpoint whose ``encoder.*`` initialises the encoder (probe mode).
+        freeze_encoder: Train only the probe's head (and colorization's decoder): probe mode, the
+            paper's setting.
+        optim: Optimizer and schedule (Adam 1e-3, cosine per epoch by default).
+        seed: Seed of the probe's random choices (per batch from seed, stage, epoch and indices).
     """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        encoder_name: str = "tu-tf_efficientnetv2_s",
+        encoder_weights: str | None = None,
+        encoder_checkpoint: str | None = None,
+        freeze_encoder: bool = True,
+        optim: OptimConfig = PROBE_OPTIM,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(optim)
+        # Called here, inside the subclass's __init__: the saved hyper-parameters are this class's
+        # arguments (defaults included) plus the subclass's own.
+        self.save_task_hyperparameters()
 
     def train(self, mode: bool = True) -> ProbeModule:
         """Switch modes but keep a frozen encoder in eval mode (fixed BatchNorm statistics)."""

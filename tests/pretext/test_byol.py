@@ -11,6 +11,7 @@ from torch import nn
 from models.lars import LARS
 from pretext.byol import BYOL, view_generator
 from pretext.byol_ops import (
+    ViewAugmentation,
     augment_view,
     byol_loss,
     ema_update,
@@ -86,15 +87,17 @@ def test_views_reproducible_per_seed_and_in_range():
 def test_full_crop_with_flip_is_an_exact_mirror():
     images = torch.rand(2, 1, 8, 8) * 2 - 1
     kw = {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "jitter_p": 0.0}
-    flipped = augment_view(images, torch.Generator().manual_seed(0), hflip_p=1.0, **kw)
-    same = augment_view(images, torch.Generator().manual_seed(0), hflip_p=0.0, **kw)
+    flipped = augment_view(images, torch.Generator().manual_seed(0), aug=ViewAugmentation(hflip_p=1.0, **kw))
+    same = augment_view(images, torch.Generator().manual_seed(0), aug=ViewAugmentation(hflip_p=0.0, **kw))
     torch.testing.assert_close(flipped, images.flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(same, images, atol=1e-5, rtol=0)
 
 
 def test_grayscale_makes_rgb_channels_equal():
     images = torch.rand(3, 3, 16, 16) * 2 - 1
-    grey = augment_view(images, torch.Generator().manual_seed(0), grayscale_p=1.0, jitter_p=0.0)
+    grey = augment_view(
+        images, torch.Generator().manual_seed(0), aug=ViewAugmentation(grayscale_p=1.0, jitter_p=0.0)
+    )
     assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
     with pytest.raises(ValueError, match="expected images"):
         augment_view(torch.rand(2, 2, 8, 8), torch.Generator())
@@ -150,7 +153,20 @@ def test_init_checkpoint_initialises_both_branches(tmp_path):
     for name, value in source.encoder.state_dict().items():
         assert torch.equal(model.online_net.encoder.state_dict()[name], value)
         assert torch.equal(model.target_net.encoder.state_dict()[name], value)
-    with pytest.raises(ValueError, match="either encoder_weights"):
+    with pytest.raises(ValueError, match="encoder_weights=.* and init_checkpoint=.* are both set; give one"):
         tiny_byol(init_checkpoint=str(path), encoder_weights=str(path))
     with pytest.raises(FileNotFoundError):
         tiny_byol(init_checkpoint=str(tmp_path / "nope.ckpt"))
+
+
+def test_view_augmentation_settings_checked_and_round_trip():
+    aug = ViewAugmentation.coerce({"hue": 0.05, "scale": [0.5, 1.0]}, ViewAugmentation())
+    assert aug.hue == 0.05 and aug.scale == (0.5, 1.0) and aug.brightness == 0.4
+    assert ViewAugmentation.coerce(aug.as_dict(), ViewAugmentation()) == aug  # what a checkpoint holds
+    assert aug.as_dict()["scale"] == [0.5, 1.0]  # plain lists: hparams.yaml without Python tags
+    with pytest.raises(ValueError, match="augment.hflip_p must be in"):
+        ViewAugmentation(hflip_p=1.5)
+    with pytest.raises(ValueError, match="augment.scale"):
+        ViewAugmentation(scale=(0.9, 0.1))
+    with pytest.raises(ValueError, match="did you mean 'hue'"):
+        ViewAugmentation.coerce({"hues": 0.1}, ViewAugmentation())
