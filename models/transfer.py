@@ -183,10 +183,41 @@ def load_pretrained(
             (another variant of the architecture, e.g. resnet34 weights for a resnet18).
     """
     state = read_state_dict(path)
-    target = net.state_dict()
     label, loaded, missing, mismatched, used, scopes = _best_match(
-        state, target, parts, source_prefix, source
+        state, net.state_dict(), parts, source_prefix, source
     )
+    real_missing = _check_match(
+        path, state, net.state_dict(), parts, (label, loaded, missing, mismatched, used, scopes)
+    )
+    net.load_state_dict(loaded, strict=False)
+    branch = f", {source} branch" if source_prefix is None and is_two_branch(state) else ""
+    counts = {"loaded": len(loaded), "missing": len(real_missing), "unexpected": len(state) - len(used)}
+    print(
+        f"[pretrained] {path}: loaded {counts['loaded']} tensors into {parts} (keys as {label}{branch}), "
+        f"missing {counts['missing']}, unused in checkpoint {counts['unexpected']}"
+    )
+    return counts
+
+
+def _check_match(
+    path: str | Path, state: dict[str, Any], target: dict[str, Any], parts: str, match: tuple
+) -> list[str]:
+    """Refuse a transfer that would leave selected tensors random or skip checkpoint tensors.
+
+    Args:
+        path: The checkpoint (named in the errors).
+        state: Its tensors.
+        target: The receiving network's state dict.
+        parts: The selected parts.
+        match: :func:`_best_match`'s ``(label, loaded, missing, mismatched, used, scopes)``.
+
+    Returns:
+        The missing keys that are not weights (BatchNorm counters); empty when all weights match.
+
+    Raises:
+        ValueError: See :func:`load_pretrained`.
+    """
+    label, loaded, missing, mismatched, used, scopes = match
     if mismatched:
         raise ValueError(
             f"{path}: {len(mismatched)} tensors have incompatible shapes (another architecture or "
@@ -218,14 +249,7 @@ def load_pretrained(
             f"{path}: the checkpoint holds {len(extra)} {parts!r} tensors the network lacks (matched as "
             f"{label}), e.g. {extra[:5]}: another depth/variant of the architecture (check encoder_name)"
         )
-    net.load_state_dict(loaded, strict=False)
-    branch = f", {source} branch" if source_prefix is None and is_two_branch(state) else ""
-    counts = {"loaded": len(loaded), "missing": len(real_missing), "unexpected": len(state) - len(used)}
-    print(
-        f"[pretrained] {path}: loaded {counts['loaded']} tensors into {parts} (keys as {label}{branch}), "
-        f"missing {counts['missing']}, unused in checkpoint {counts['unexpected']}"
-    )
-    return counts
+    return real_missing
 
 
 def load_teacher(

@@ -96,6 +96,24 @@ def _choose_ids(
     return ids[order[:stop]], count, False
 
 
+def _check_mask_request(
+    labels: Tensor, seeds: list[int], n: int | None, ratio: float | None, on_excess: str
+) -> None:
+    """Refuse bad arguments of :func:`draw_superpixel_masks` before any drawing."""
+    if labels.ndim != 3:
+        raise ValueError(f"superpixel labels must be [B, H, W], got shape {tuple(labels.shape)}")
+    if (n is None) == (ratio is None):
+        raise ValueError(f"give exactly one of n_masked or mask_ratio, got n={n!r}, ratio={ratio!r}")
+    if n is not None and n < 1:
+        raise ValueError(f"n_masked must be >= 1, got {n}")
+    if ratio is not None and not 0.0 < ratio < 1.0:
+        raise ValueError(f"mask_ratio must lie in (0, 1), got {ratio}")
+    if on_excess not in ("error", "clamp"):
+        raise ValueError(f"on_excess must be 'error' or 'clamp', got {on_excess!r}")
+    if len(seeds) != labels.shape[0]:
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {labels.shape[0]} maps")
+
+
 def draw_superpixel_masks(
     labels: Tensor,
     seeds: list[int],
@@ -131,18 +149,7 @@ def draw_superpixel_masks(
         ValueError: Not exactly one of ``n``/``ratio``, bad values, wrong shapes, or an impossible
             request with ``on_excess="error"`` (the message names k, n and the real count).
     """
-    if labels.ndim != 3:
-        raise ValueError(f"superpixel labels must be [B, H, W], got shape {tuple(labels.shape)}")
-    if (n is None) == (ratio is None):
-        raise ValueError(f"give exactly one of n_masked or mask_ratio, got n={n!r}, ratio={ratio!r}")
-    if n is not None and n < 1:
-        raise ValueError(f"n_masked must be >= 1, got {n}")
-    if ratio is not None and not 0.0 < ratio < 1.0:
-        raise ValueError(f"mask_ratio must lie in (0, 1), got {ratio}")
-    if on_excess not in ("error", "clamp"):
-        raise ValueError(f"on_excess must be 'error' or 'clamp', got {on_excess!r}")
-    if len(seeds) != labels.shape[0]:
-        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {labels.shape[0]} maps")
+    _check_mask_request(labels, seeds, n, ratio, on_excess)
     indices = indices if indices is not None else list(range(labels.shape[0]))
     masks, counts, clamped = [], [], []
     for b in range(labels.shape[0]):

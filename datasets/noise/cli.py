@@ -91,40 +91,27 @@ def generate_noisy_dataset(
     existing = [d for d in out_dirs.values() if d.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"noisy label set {existing[0]} exists; pass --overwrite to replace it")
+    settings = {
+        "alpha": alpha,
+        "beta": beta,
+        "seed": seed,
+        "num_classes": num_classes,
+        "max_angle": max_angle,
+    }
+    view_dir = root / f"noisy_{tag}"
     temps = {
         src: Path(tempfile.mkdtemp(dir=src.parent, prefix=f".{dst.name}.tmp-"))
         for src, dst in out_dirs.items()
     }
-    view_dir = root / f"noisy_{tag}"
-    entries, pairs, masks = [], [], {}
     try:
-        for index, record in enumerate(records):
-            clean = read_mask(record.mask, num_classes)
-            rng = np.random.default_rng([seed, index])
-            entry: dict[str, Any] = {"id": record.id, "clean_mask": str(record.mask), "noisy": False}
-            noisy = clean
-            if record.id in noisy_ids:
-                noisy, results = corrupt_label_map(clean, beta, rng, num_classes, max_angle=max_angle)
-                entry["noisy"] = True
-                entry["classes"] = {
-                    str(c): {"type": r.noise_type, "requested": r.requested, "achieved": r.achieved}
-                    for c, r in results.items()
-                }
-            name = f"{record.mask.stem}.png"
-            write_png_atomic(temps[record.mask.parent] / name, _to_png(noisy, num_classes))
-            entry["noisy_mask"] = str(out_dirs[record.mask.parent] / name)
-            masks[record.id] = os.path.relpath(out_dirs[record.mask.parent] / name, view_dir)
-            pairs.append((noisy, clean))
-            entries.append(entry)
+        entries, pairs, masks = _corrupt_records(
+            records, noisy_ids, temps, out_dirs, view_dir, settings, types
+        )
         manifest = {
-            "alpha": alpha,
-            "beta": beta,
-            "seed": seed,
+            **settings,
             "layout": layout,
             "root": str(root),
             "split": split,
-            "num_classes": num_classes,
-            "max_angle": max_angle,
             "types": list(types),
             "precision": noise_precision(pairs, num_classes),
             "images": entries,
@@ -144,17 +131,52 @@ def generate_noisy_dataset(
         "source_root": os.path.relpath(root, view_dir),
         "source_layout": layout,
         "split": split,
-        "alpha": alpha,
-        "beta": beta,
-        "seed": seed,
-        "num_classes": num_classes,
-        "max_angle": max_angle,
+        **settings,
         "precision": manifest["precision"],
         "manifests": [str(d / MANIFEST) for d in out_dirs.values()],
         "masks": masks,
     }
     atomic_write_json(view_dir / VIEW_FILENAME, view)
     return view_dir
+
+
+def _corrupt_records(
+    records: list[Any],
+    noisy_ids: set[str],
+    temps: dict[Path, Path],
+    out_dirs: dict[Path, Path],
+    view_dir: Path,
+    settings: dict[str, Any],
+    types: tuple[str, ...],
+) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """Corrupt the chosen records' masks (the others copied clean) into the temporary folders.
+
+    Returns:
+        ``(manifest entries, (noisy, clean) pairs, {id: mask path relative to the view})``.
+    """
+    num_classes, beta = settings["num_classes"], settings["beta"]
+    entries, pairs, masks = [], [], {}
+    for index, record in enumerate(records):
+        clean = read_mask(record.mask, num_classes)
+        rng = np.random.default_rng([settings["seed"], index])
+        entry: dict[str, Any] = {"id": record.id, "clean_mask": str(record.mask), "noisy": False}
+        noisy = clean
+        if record.id in noisy_ids:
+            noisy, results = corrupt_label_map(
+                clean, beta, rng, num_classes, max_angle=settings["max_angle"], types=types
+            )
+            entry["noisy"] = True
+            entry["classes"] = {
+                str(c): {"type": r.noise_type, "requested": r.requested, "achieved": r.achieved}
+                for c, r in results.items()
+            }
+        name = f"{record.mask.stem}.png"
+        write_png_atomic(temps[record.mask.parent] / name, _to_png(noisy, num_classes))
+        entry["noisy_mask"] = str(out_dirs[record.mask.parent] / name)
+        masks[record.id] = os.path.relpath(out_dirs[record.mask.parent] / name, view_dir)
+        pairs.append((noisy, clean))
+        entries.append(entry)
+    return entries, pairs, masks
 
 
 def main(argv: list[str] | None = None) -> Path:

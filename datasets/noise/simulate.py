@@ -252,6 +252,7 @@ def corrupt_label_map(
     noise_type: str | None = None,
     max_angle: float | dict[int, float] = 30.0,
     compensation_rounds: int = 3,
+    types: tuple[str, ...] = NOISE_TYPES,
 ) -> tuple[np.ndarray, dict[int, NoiseResult]]:
     """Corrupt every foreground class of a label map independently, then resolve overlaps.
 
@@ -264,6 +265,7 @@ def corrupt_label_map(
         max_angle: Largest affine rotation, or a ``{class: angle}`` mapping (e.g. JSRT).
         compensation_rounds: Re-runs (same draws, larger request) of classes whose level fell short
             because neighbours kept contested pixels.
+        types: The noise types drawn uniformly per class (unless ``noise_type`` forces one).
 
     Returns:
         ``(noisy_labels, {class: NoiseResult})``; achieved levels are measured on the final map.
@@ -280,7 +282,7 @@ def corrupt_label_map(
         for c in areas:
             angle = max_angle.get(c, 30.0) if isinstance(max_angle, dict) else max_angle
             child = np.random.default_rng(seeds[c])
-            results[c] = corrupt_binary(labels == c, requests[c], child, noise_type, max_angle=angle)
+            results[c] = corrupt_binary(labels == c, requests[c], child, noise_type, types, max_angle=angle)
         out = _resolve_overlaps(labels, results, areas)
         off = False
         for c, r in results.items():

@@ -128,3 +128,14 @@ def test_precision_hand_values_and_subset_estimate():
     assert estimate == pytest.approx([1.0, 2 / 3]) and stderr == pytest.approx([0.0, 0.0])
     with pytest.raises(ValueError):
         estimate_precision_from_subset([], 2)
+
+
+@pytest.mark.parametrize("kind", ["erode", "dilate"])
+def test_cli_types_restrict_the_noise_types(tmp_path, kind):
+    """Regression: ``--types`` was recorded in the manifest but every type was drawn anyway."""
+    root = tmp_path / "nuclei"
+    shutil.copytree(SAMPLE / "nuclei", root)
+    main(["--root", str(root), "--alpha", "1.0", "--beta", "0.5", "--seed", "3", "--types", kind])
+    manifest = json.loads((root / "train" / "masks_noisy_a100_b50_s3" / "manifest.json").read_text())
+    drawn = {cls["type"] for entry in manifest["images"] for cls in entry["classes"].values()}
+    assert manifest["types"] == [kind] and drawn == {kind}
