@@ -13,10 +13,12 @@ that it alone is enough to predict new images and volumes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import albumentations as A
 import numpy as np
 import torch
 from torch import Tensor
@@ -81,9 +83,15 @@ def eval_tensor(image: np.ndarray, image_size: int | Sequence[int] | None) -> Te
         ``[C, h, w]`` float32 network input.
     """
     if image_size is not None:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        image = build_transforms(None, size, "test")(image=image)["image"]
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+        image = _eval_transform(size)(image=image)["image"]
     return normalise_image(image)
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_transform(size: tuple[int, int]) -> A.Compose:
+    # The val/test pipeline (a deterministic resize), built once per size.
+    return build_transforms(None, size, "test")
 
 
 def to_view(slice_2d: np.ndarray, view: str) -> np.ndarray:

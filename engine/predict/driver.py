@@ -8,6 +8,7 @@ written and the run fails with one line listing every failure (exit code 2 from 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ def run_prediction(options: PredictOptions) -> dict[str, Any]:
         ValueError: Bad checkpoint/option (before any output), or, after finishing the others, the
             list of inputs that failed.
     """
+    started = time.perf_counter()
     trust_checkpoints(options.trust_checkpoint)
     predictor = build_predictor(options)
     if options.palette == "binary":
@@ -170,6 +172,12 @@ def run_prediction(options: PredictOptions) -> dict[str, Any]:
         more_rows, more_failures = _predict_volumes(volumes, predictor, options, out_dir, bar)
     rows, failures = rows + more_rows, failures + more_failures
     write_csv(out_dir, rows)
+    seconds = time.perf_counter() - started
+    print(
+        f"predicted {len(rows)} of {len(items)} inputs into {out_dir} in {seconds:.1f} s "
+        f"({len(rows) / max(seconds, 1e-9):.1f} inputs/s); list: {csv_path}",
+        file=sys.stderr,
+    )
     if failures:
         raise ValueError(
             f"{len(failures)} of {len(items)} inputs failed (the others are in {csv_path}): "
