@@ -5,6 +5,7 @@ Usage:
     python run.py --cfg configs/demo.yaml --evaluate --ckpt runs/demo/version_0/checkpoints/last.ckpt
     python run.py --cfg configs/demo.yaml --resume last        # continue the newest interrupted run
     python run.py --cfg configs/demo.yaml --evaluate --ckpt CKPT --export safetensors   # share weights
+    python run.py --export onnx --ckpt CKPT --output model.onnx     # the network for other runtimes
     python run.py ... --debug      # a user error with its traceback (default: one line on stderr, exit 2)
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from core.errors import run_entry_point
 from engine.cli import FrameworkCLI, translate_argv
+from engine.export import is_export_call, run_export
 from engine.run_dirs import remove_empty_run_dir
 
 
@@ -25,10 +27,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Args:
         argv: Command-line arguments without the program name (default: ``sys.argv[1:]``).
 
+    ``--predict`` predicts new data (:mod:`engine.predict`); ``--export FMT --ckpt CKPT --output FILE``
+    only exports a checkpoint (:mod:`engine.export`).
+
     Returns:
-        ``{"run_dir", "best_ckpt", "test"}`` where ``test`` is the test summary (means over images).
+        ``{"run_dir", "best_ckpt", "test"}`` where ``test`` is the test summary (means over images);
+        an export alone returns ``{"exported", ...}``.
     """
-    cli = FrameworkCLI(args=translate_argv(sys.argv[1:] if argv is None else argv))
+    args = translate_argv(sys.argv[1:] if argv is None else argv)
+    if is_export_call(args):
+        return run_export(args)
+    cli = FrameworkCLI(args=args)
     try:
         return cli.execute()
     except BaseException:
@@ -41,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _run_and_print(argv: list[str]) -> int:
     """Run ``argv`` and print the run directory, test summary and exported files as JSON."""
     result = main(argv)
-    shown = {k: result[k] for k in ("run_dir", "test", "exported") if k in result}
+    shown = {k: result[k] for k in ("run_dir", "test", "exported", "verified", "max_abs_diff") if k in result}
     print(json.dumps(shown, indent=2, default=str))
     return 0
 

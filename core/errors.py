@@ -1,10 +1,11 @@
 """One error style for the command-line entry points: a user error is one line, not a traceback.
 
-A user error (bad config, bad data, bad path, a refused checkpoint) is raised inside the framework as
-``ValueError`` or ``FileNotFoundError`` with a message naming the file, key or value and what was
-expected. The entry points print it as ``<prog>: error: <message>`` on stderr and exit with code 2.
-The traceback is shown on request: ``--debug`` on the command line or ``SPSEG_DEBUG=1`` in the
-environment, for the rare case where the message is not enough.
+A user error (bad config, bad data, bad path, a refused checkpoint, an output that would be
+overwritten) is raised inside the framework as ``ValueError``, ``FileNotFoundError`` or
+``FileExistsError`` with a message naming the file, key or value and what was expected. The entry
+points print it as ``<prog>: error: <message>`` on stderr and exit with code 2. The traceback is
+shown on request: ``--debug`` on the command line or ``SPSEG_DEBUG=1`` in the environment, for the
+rare case where the message is not enough.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError)
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SPSEG_DEBUG"
 EXIT_USER_ERROR = 2

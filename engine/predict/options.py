@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _merge_configs(values: list[str]) -> dict[str, Any]:
+def merge_configs(values: list[str]) -> dict[str, Any]:
     """Deep-merge ``--config`` values: files (with their bases) or inline YAML from ``translate_argv``."""
     merged: dict[str, Any] = {}
     for value in values:
@@ -129,7 +129,7 @@ def parse_predict_args(argv: list[str]) -> PredictOptions:
         ckpts=list(ns.ckpt),
         input=ns.input,
         output=ns.output,
-        config=_merge_configs(ns.config),
+        config=merge_configs(ns.config),
         palette=ns.palette,
         save_probs=ns.save_probs,
         overlay=ns.overlay,
