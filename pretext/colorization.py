@@ -8,9 +8,9 @@ from typing import Any, Literal
 from torch import Tensor
 
 from core.settings import check_exclusive
+from pretext.masked_reconstruction import MaskedReconstruction, masker_from_hparams
 from pretext.ops import masked_mse, to_grey_in_mask
 from pretext.probe_base import ProbeModule
-from pretext.superpixel_masking import MaskedReconstruction, masker_from_hparams
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from core.settings import check_exclusive
 from models.networks.registry import create_model
 from models.optim import OptimConfig
 from models.task import TaskModule
+from pretext.masked_reconstruction import MaskedReconstruction, masker_from_hparams
 from pretext.ops import fill_masked, log_stage, masked_mse, paper_mse_x100, pretext_predict_message
-from pretext.superpixel_masking import MaskBatch, MaskedReconstruction, masker_from_hparams
+from pretext.superpixel_masking import MaskBatch
 
 
 def per_image_masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ naming k, n and the real count, or is clamped when configured and reported in ``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor
 
 from datasets.superpixels import superpixels
+
+log = logging.getLogger(__name__)
 
 STAGE_CODES = {"train": 0, "val": 1, "test": 2, "predict": 3}
 SOURCES = ("batch", "gpu")
@@ -193,6 +196,8 @@ class SuperpixelMasker:
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     k: int | None = None
+    clamped: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    """Per stage: ``[clamped images, images]`` since the last :meth:`report_clamped`."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -226,61 +231,30 @@ class SuperpixelMasker:
         indices = [int(i) for i in batch["index"]]
         draw_epoch = epoch if stage == "train" else 0
         seeds = [sample_seed(self.seed, stage, draw_epoch, i) for i in indices]
-        return draw_superpixel_masks(
+        masks = draw_superpixel_masks(
             labels, seeds, self.n_masked, self.mask_ratio, self.on_excess, pool_sizes, self.k, indices
         )
+        tally = self.clamped.setdefault(stage, [0, 0])
+        tally[0] += int(masks.clamped.sum())
+        tally[1] += len(indices)
+        return masks
 
+    def report_clamped(self, stage: str, epoch: int) -> float | None:
+        """Warn once for the epoch when ``on_excess: clamp`` clamped images of ``stage``; reset the tally.
 
-def masker_from_hparams(hp: Any) -> SuperpixelMasker:
-    """The masker a pretext module's hyper-parameters describe (``n_masked``, ``superpixel_*``, ...)."""
-    return SuperpixelMasker(
-        n_masked=hp.n_masked,
-        mask_ratio=hp.mask_ratio,
-        on_excess=hp.on_excess,
-        source=hp.superpixel_source,
-        method=hp.superpixel_method,
-        params=dict(hp.superpixel_params or {}),
-        seed=hp.seed,
-    )
-
-
-class MaskedReconstruction:
-    """Mixin of the pretext tasks that reconstruct masked superpixels (inpainting, colorization).
-
-    The module has ``self.net`` (image -> image) and ``self.masker``.
-    """
-
-    def setup(self, stage: str) -> None:
-        """Check the data's superpixel source against ours and learn k (for error messages)."""
-        match_data_config(self.masker, getattr(self.trainer, "datamodule", None))
-
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
-        """The network's output clamped to ``[-1, 1]`` inside the mask, zero outside.
-
-        Shape:
-            image ``[B, C, H, W]`` (masked or partly grey), mask ``[B, 1, H, W]`` float -> ``[B, C, H, W]``.
+        Returns:
+            The clamped fraction of the stage's images since the last report (None: none drawn).
         """
-        return self.net(image).clamp(-1.0, 1.0) * mask
-
-
-def match_data_config(masker: SuperpixelMasker, datamodule: Any) -> None:
-    """Check a masker against ``datamodule.superpixels`` and take k from it for messages.
-
-    Args:
-        masker: The module's masker (updated in place).
-        datamodule: The attached DataModule, or None (nothing to check).
-
-    Raises:
-        ValueError: When the data computes maps on the device (``source: gpu``) but the masker
-            reads them from the batch, or the reverse.
-    """
-    config = getattr(datamodule, "superpixels", None)
-    if config is None:
-        return
-    if (config.source == "gpu") != (masker.source == "gpu"):
-        raise ValueError(
-            f"data.superpixels.source={config.source!r} but model.superpixel_source={masker.source!r}: "
-            "use 'gpu' for both, or 'cache'/'cpu' with 'batch'"
-        )
-    if masker.k is None:
-        masker.k = config.params.get("n_segments")
+        clamped, total = self.clamped.pop(stage, [0, 0])
+        if total == 0:
+            return None
+        if clamped:
+            policy = (
+                f"n_masked={self.n_masked}" if self.n_masked is not None else f"mask_ratio={self.mask_ratio}"
+            )
+            log.warning(
+                "on_excess: clamp: %s epoch %d: %d of %d images (%.1f%%) had fewer superpixels than "
+                "k=%s, %s asks for and got every superpixel masked",
+                stage, epoch, clamped, total, 100.0 * clamped / total, self.k, policy,
+            )  # fmt: skip
+        return clamped / total

@@ -8,9 +8,11 @@ import imageio.v3 as iio
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from pretext.inpainting import SuperpixelInpainting
-from pretext.superpixel_masking import SuperpixelMasker, draw_superpixel_masks, match_data_config, sample_seed
+from pretext.masked_reconstruction import match_data_config
+from pretext.superpixel_masking import SuperpixelMasker, draw_superpixel_masks, sample_seed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +87,46 @@ def test_clamp_masks_every_superpixel_and_flags_it():
     masker = SuperpixelMasker(n_masked=20, seed=0, on_excess="clamp")
     out = masker(batch_of(torch.zeros(2, 1, 8, 8), grid_labels(2)), "train", 0)
     assert out.mask.all() and out.clamped.all()
+
+
+def test_clamp_warns_once_per_epoch_with_the_clamped_share(caplog):
+    masker = SuperpixelMasker(n_masked=10, seed=0, on_excess="clamp", k=32)
+    labels = torch.cat([grid_labels(1), torch.arange(64).reshape(1, 8, 8)])  # 16 and 64 superpixels
+    batch = {**batch_of(torch.zeros(2, 1, 8, 8), labels), "index": torch.tensor([0, 1])}
+    masker(batch, "train", 3)
+    masker(batch, "train", 3)
+    with caplog.at_level("WARNING", logger="pretext.superpixel_masking"):
+        assert masker.report_clamped("train", 3) == 0.0  # 16 and 64 >= 10: nothing clamped, no warning
+        assert masker.report_clamped("train", 3) is None  # the tally was reset
+    assert not caplog.records
+    clamping = SuperpixelMasker(n_masked=20, seed=0, on_excess="clamp", k=32)
+    for _ in range(3):
+        clamping(batch, "train", 0)
+    with caplog.at_level("WARNING", logger="pretext.superpixel_masking"):
+        assert clamping.report_clamped("train", 0) == pytest.approx(0.5)  # the 16-superpixel map
+    assert (
+        len(caplog.records) == 1
+        and "3 of 6 images (50.0%)" in caplog.text
+        and "k=32, n_masked=20" in caplog.text
+    )
+
+
+def test_no_shipped_config_clamps():
+    """Regression: the MIM base config clamped impossible policies silently (masked fraction 1.0)."""
+
+    def values(node, key):
+        if isinstance(node, dict):
+            yield from ([node[key]] if key in node else [])
+            for child in node.values():
+                yield from values(child, key)
+        elif isinstance(node, list):
+            for child in node:
+                yield from values(child, key)
+
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    loaded = {c.name: list(values(yaml.safe_load(c.read_text()), "on_excess")) for c in configs}
+    assert "error" in loaded["config_inpainting.yaml"]
+    assert not [name for name, found in loaded.items() if "clamp" in found]
 
 
 def test_ratio_mode_reaches_the_area_and_pool_sizes_draw_absent_labels():
