@@ -191,3 +191,30 @@ def test_verify_reports_missing_listed_maps(tmp_path, capsys):
     os.remove(_cache(out).path_for("img0"))
     assert _run("--root", str(tmp_path / "imgs"), "--out", str(out), *FLAGS, "--verify") == 1
     assert "MISSING img0" in capsys.readouterr().out
+
+
+def test_verify_checks_the_images_on_disk_after_an_interrupted_run(tmp_path, capsys):
+    """Regression: after a kill before the manifest was written, --verify said ok and exited 0."""
+    paths = _write_images(tmp_path / "imgs", n=4)
+    out = tmp_path / "cache"
+    cache = _cache(out)
+    for path in paths[:2]:  # what a killed run leaves: maps written, manifest not yet
+        cache.put(path.stem, np.zeros((32, 32), dtype=np.int32), record=False)
+    capsys.readouterr()
+    assert _run("--root", str(tmp_path / "imgs"), "--out", str(out), *FLAGS, "--verify") == 1
+    text = capsys.readouterr().out
+    assert "against 4 images" in text and "images without a map 2" in text and "unlisted 2" in text
+    assert f"NO MAP {paths[2]}" in text and f"NO MAP {paths[3]}" in text
+    assert not cache.manifest_path.exists()  # --verify modifies nothing
+    assert _run("--root", str(tmp_path / "imgs"), "--out", str(out), *FLAGS) == 0  # records + completes
+    assert set(cache.read_manifest()["images"]) == {p.stem for p in paths}
+    assert _run("--root", str(tmp_path / "imgs"), "--out", str(out), *FLAGS, "--verify") == 0
+
+
+def test_no_lock_file_is_left_behind(tmp_path):
+    """Regression: the manifest lock left a .manifest.lock file in the cache folder."""
+    _write_images(tmp_path / "imgs", n=2)
+    out = tmp_path / "cache"
+    assert _run("--root", str(tmp_path / "imgs"), "--out", str(out), *FLAGS) == 0
+    folder = _cache(out).folder
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []

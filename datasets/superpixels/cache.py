@@ -17,7 +17,6 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -34,42 +33,16 @@ from datasets.superpixels.cache_format import (  # noqa: F401 - MAGIC, CorruptMa
     decode_map,
     encode_map,
 )
+from datasets.superpixels.cache_report import VerifyReport
 from datasets.superpixels.config import as_shape
 from datasets.superpixels.engine import resolve_params
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["SuperpixelCache", "VerifyReport", "build_spec", "cache_key", "resize_for_superpixels"]
+
 # Names the resize below; part of the key so a change of interpolation gives a new cache.
 RESIZE_INTERPOLATION = "skimage.resize:order=1:anti_aliasing:reflect"
-
-
-@dataclass
-class VerifyReport:
-    """Result of checking a cache folder against its manifest.
-
-    Attributes:
-        ok: Ids listed in the manifest whose file is valid.
-        corrupt: Ids whose file exists but is invalid (truncated, bad CRC, other key).
-        missing: Ids listed in the manifest without a file.
-        unlisted: Valid map files not listed in the manifest.
-    """
-
-    ok: list[str] = field(default_factory=list)
-    corrupt: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unlisted: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        """True when nothing is corrupt or missing."""
-        return not self.corrupt and not self.missing
-
-    def summary(self) -> str:
-        """One line with the four counts."""
-        return (
-            f"ok {len(self.ok)}, corrupt {len(self.corrupt)}, missing {len(self.missing)}, "
-            f"unlisted {len(self.unlisted)}"
-        )
 
 
 def resize_for_superpixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -276,8 +249,12 @@ class SuperpixelCache:
         files = (p for p in self.folder.glob(f"*{SUFFIX}") if not p.name.startswith("."))
         return sorted(unquote(p.name[: -len(SUFFIX)]) for p in files)
 
-    def verify(self) -> VerifyReport:
-        """Check every file against the manifest without modifying anything."""
+    def verify(self, image_ids: Iterable[str] | None = None) -> VerifyReport:
+        """Check every file against the manifest (and ``image_ids``) without modifying anything.
+
+        Args:
+            image_ids: The ids of the images on disk; each needs a valid map (else ``absent``).
+        """
         report = VerifyReport()
         listed = set(self.read_manifest()["images"])
         for image_id in sorted(listed | set(self.stored_ids())):
@@ -293,6 +270,8 @@ class SuperpixelCache:
                 report.corrupt.append(image_id)
                 continue
             (report.ok if image_id in listed else report.unlisted).append(image_id)
+        valid = set(report.ok) | set(report.unlisted)
+        report.absent = sorted(set(image_ids or ()) - valid)
         return report
 
     def _quarantine(self, path: Path, reason: str) -> None:
@@ -308,13 +287,14 @@ class SuperpixelCache:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         # The manifest is read-modify-written by several processes (generator, DataLoader workers).
+        # The lock is taken on the cache folder itself, so no lock file is left behind.
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".manifest.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def _headline(spec: dict[str, Any]) -> str:

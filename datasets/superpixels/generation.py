@@ -21,6 +21,7 @@ from tqdm import tqdm
 from datasets.image_io import IMAGE_SUFFIXES, read_image
 from datasets.records import SPLIT_NAMES
 from datasets.superpixels.cache import SuperpixelCache, resize_for_superpixels
+from datasets.superpixels.cache_report import print_verify
 from datasets.superpixels.generation_options import (  # noqa: F401 - re-exported for callers
     GenerationOptions,
     data_settings,
@@ -277,15 +278,9 @@ def main(args: Any) -> int:
     cache = SuperpixelCache(
         opts.cache_dir, opts.method, opts.backend, opts.params, opts.shape, opts.channels, opts.body_mask
     )
-    if opts.verify:
-        report = cache.verify()
-        print(f"verify {cache.folder}: {report.summary()}")
-        for image_id in report.corrupt:
-            print(f"CORRUPT {cache.path_for(image_id)}")
-        for image_id in report.missing:
-            print(f"MISSING {image_id} (listed in the manifest)")
-        return 0 if report.healthy else 1
     items = collect_images(opts.root, opts.layout, opts.splits)
+    if opts.verify:
+        return print_verify(cache, dict(items))
     job = GenerationJob(items, cache, opts.params, opts.workers, opts.device, opts.batch)
     summary = run_generation(job)
     print(summary.text(cache))
