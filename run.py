@@ -15,10 +15,15 @@ import json
 import sys
 from typing import Any
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
 from core.errors import run_entry_point
 from engine.cli import FrameworkCLI, translate_argv
 from engine.export import is_export_call, run_export
 from engine.run_dirs import remove_empty_run_dir
+
+# 128 + SIGTERM, the shell's convention for a process ended by that signal.
+EXIT_SIGTERM = 143
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -48,8 +53,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _run_and_print(argv: list[str]) -> int:
-    """Run ``argv`` and print the run directory, test summary and exported files as JSON."""
-    result = main(argv)
+    """Run ``argv`` and print the run directory, test summary and exported files as JSON.
+
+    A run stopped by SIGTERM (its ``last.ckpt`` saved at the step boundary) exits with 143.
+    """
+    try:
+        result = main(argv)
+    except SIGTERMException:
+        print("run.py: stopped by SIGTERM; last.ckpt is saved: continue with --resume last", file=sys.stderr)
+        return EXIT_SIGTERM
     shown = {k: result[k] for k in ("run_dir", "test", "exported", "verified", "max_abs_diff") if k in result}
     print(json.dumps(shown, indent=2, default=str))
     return 0
