@@ -4,6 +4,12 @@
     python bench/superpixels.py --quick    # 256 only, k = 512, fewer repeats
     python bench/superpixels.py --device cuda --batch 256   # GPU throughput of the torch backend
 
+fast-slic (not a dependency) gets a column when it is importable; for the comparison only:
+``pip install "cython<3.1" && pip install --no-build-isolation fast-slic==0.4.0``. It runs its AVX2
+class (``SlicAvx2``, num_components=k, compactness=10) on the uint8 RGB image, its native input; it has
+no grey mode here. The last table is batch throughput: ``superpixels`` on a batch with
+``num_threads`` 1 and all cores, and a DataLoader with 2 workers (one numba thread each).
+
 Timing is CPU time of this process with numba and torch limited to one thread (per-core cost),
 minimum over repeats, colour conversion and connectivity included. Images: the embedded sample
 (grey CT / nuclei slices with their masks as ground truth) when present, plus skimage.data RGB images
@@ -33,6 +39,16 @@ from skimage import data, filters, transform  # noqa: E402
 from datasets.superpixels import quality, superpixels, warmup  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "sample"
+FAST_SLIC_INSTALL = 'pip install "cython<3.1" && pip install --no-build-isolation fast-slic==0.4.0'
+
+
+def fast_slic_class():
+    """fast-slic's AVX2 SLIC class, or None when fast-slic is not installed."""
+    try:
+        from fast_slic.avx2 import SlicAvx2
+    except ImportError:
+        return None
+    return SlicAvx2
 
 
 def cpu_name() -> str:
@@ -79,11 +95,25 @@ def load_images(size: int, quick: bool) -> tuple[list[tuple[str, np.ndarray, np.
 
 
 def run_one(backend: str, image: np.ndarray, **params):
+    if backend == "fast-slic":
+        return run_fast_slic(image, **params)
     x = image[None]
     if backend == "torch":
         x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
     labels, counts = superpixels(x, backend=backend, **params)
     return np.asarray(labels)[0], int(np.asarray(counts)[0])
+
+
+_UINT8: dict[int, np.ndarray] = {}
+
+
+def run_fast_slic(image: np.ndarray, n_segments: int, compactness: float):
+    # uint8 conversion outside the timed call (fast-slic's native input), cached per image.
+    u8 = _UINT8.get(id(image))
+    if u8 is None:
+        u8 = _UINT8[id(image)] = np.ascontiguousarray(np.round(image * 255).astype(np.uint8))
+    labels = fast_slic_class()(num_components=n_segments, compactness=compactness).iterate(u8)
+    return labels, int(np.unique(labels).size)
 
 
 def cpu_ms(fn, repeats: int) -> float:
@@ -100,9 +130,13 @@ def bench_cpu(args) -> None:
     numba.set_num_threads(1)
     torch.set_num_threads(1)
     backends = ("skimage", "numba", "torch")
+    if fast_slic_class() is None:
+        print(f"# fast-slic not installed: no fast-slic rows (for the comparison: {FAST_SLIC_INSTALL})")
+    else:
+        backends += ("fast-slic",)
     sizes = (256,) if args.quick else (256, 512)
     ks = (512,) if args.quick else (100, 512, 1000)
-    header = f"{'size':>4} {'k':>5} {'kind':>4} {'backend':>8} {'ms/img':>8} {'x skim':>7} {'count':>7} "
+    header = f"{'size':>4} {'k':>5} {'kind':>4} {'backend':>9} {'ms/img':>8} {'x skim':>7} {'count':>7} "
     header += f"{'BR':>6} {'UE':>6} {'ASA':>6} {'CO':>6}"
     for size in sizes:
         images, sources = load_images(size, args.quick)
@@ -116,6 +150,8 @@ def bench_cpu(args) -> None:
                 comp = 10.0 if kind == "rgb" else args.grey_compactness
                 ref_ms = None
                 for backend in backends:
+                    if backend == "fast-slic" and kind == "grey":
+                        continue
                     params = {"n_segments": k, "compactness": comp}
                     ms = np.mean(
                         [
@@ -140,9 +176,45 @@ def bench_cpu(args) -> None:
                         )
                     c, br, ue, asa, co = np.mean(rows, axis=0)
                     print(
-                        f"{size:>4} {k:>5} {kind:>4} {backend:>8} {ms:>8.2f} {ref_ms / ms:>6.1f}x {c:>7.1f} "
+                        f"{size:>4} {k:>5} {kind:>4} {backend:>9} {ms:>8.2f} {ref_ms / ms:>6.2f}x {c:>7.1f} "
                         f"{br:>6.3f} {ue:>6.3f} {asa:>6.3f} {co:>6.3f}"
                     )
+
+
+class _OneImage(torch.utils.data.Dataset):
+    # Superpixels of one image per item, as a loader worker computes them (source: cpu).
+    def __init__(self, images: list[np.ndarray], n: int) -> None:
+        self.images, self.n = images, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return superpixels(self.images[i % len(self.images)][None], n_segments=512)[0]
+
+
+def bench_batched(args) -> None:
+    """Images/s at 256x256, k=512, RGB: one batch call with 1 and all threads, a 2-worker DataLoader."""
+    images, _ = load_images(256, quick=False)
+    rgb = [im for _, im, _ in images if im.shape[-1] == 3]
+    n = 8 if args.quick else 32
+    batch = np.stack([rgb[i % len(rgb)] for i in range(n)])
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    print(f"# batch throughput (wall clock), {n} RGB images 256x256, k=512; {os.cpu_count()} cores")
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        superpixels(batch[:2], n_segments=512, num_threads=threads)
+        t = time.perf_counter()
+        superpixels(batch, n_segments=512, num_threads=threads)
+        print(f"superpixels(batch, num_threads={threads}): {n / (time.perf_counter() - t):8.1f} images/s")
+    loader = torch.utils.data.DataLoader(_OneImage(rgb, 4 * n + 4), batch_size=None, num_workers=2)
+    it = iter(loader)
+    for _ in range(4):  # worker start-up and numba cache loading are not throughput
+        next(it)
+    t = time.perf_counter()
+    for _ in it:
+        pass
+    rate = 4 * n / (time.perf_counter() - t)
+    print(f"DataLoader, 2 workers (1 numba thread each):  {rate:8.1f} images/s")
 
 
 def bench_device(args) -> None:
@@ -210,6 +282,7 @@ def main() -> None:
         return
     print("# per-core timing: numba and torch threads = 1, CPU time, min over repeats, mean over images")
     bench_cpu(args)
+    bench_batched(args)
 
 
 if __name__ == "__main__":

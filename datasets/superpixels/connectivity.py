@@ -16,7 +16,108 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from datasets.superpixels.runs import find_root, number_roots, paint_runs, run_pieces, union_sets
+from datasets.superpixels.runs import _link_rows, find_root, number_roots, paint_runs, run_pieces, union_sets
+
+
+@numba.njit(cache=True)
+def _pieces_unmasked(labels):
+    # run_pieces for a map without mask: each row's runs found without branches (run ends compacted).
+    h, w = labels.shape
+    cap = h * w
+    run_y = np.empty(cap, dtype=np.int32)
+    run_x0 = np.empty(cap, dtype=np.int32)
+    run_x1 = np.empty(cap, dtype=np.int32)
+    row_start = np.empty(h + 1, dtype=np.int64)
+    n = 0
+    for y in range(h):
+        row_start[y] = n
+        row = labels[y]
+        first = n
+        for x in range(w - 1):
+            run_x1[n] = x + 1
+            n += row[x] != row[x + 1]
+        run_x1[n] = w
+        n += 1
+        run_x0[first] = 0
+        for r in range(first, n):
+            run_y[r] = y
+            if r > first:
+                run_x0[r] = run_x1[r - 1]
+    row_start[h] = n
+    parent = np.arange(n)
+    _link_rows(labels, run_x0, run_x1, row_start, parent, h, False)
+    piece = np.empty(n, dtype=np.int64)
+    n_pieces = number_roots(parent, piece)
+    return run_y, run_x0, run_x1, n, piece, n_pieces, row_start
+
+
+@numba.njit(cache=True, inline="always")
+def _run_at(row_start, run_x1, y, x):
+    # The run of row y that covers column x (binary search over the row's run ends).
+    lo = row_start[y]
+    hi = row_start[y + 1] - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if run_x1[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def _enforce_unmasked(labels, min_size, max_size, out):
+    # The common case without mask and without oversized pieces, on runs only: the neighbours of a
+    # small piece's first pixel are looked up in the runs, and the map is painted once at the end.
+    # Returns -1 when the general path is needed (a piece to cut, or no neighbour found this way).
+    h, w = labels.shape
+    run_y, run_x0, run_x1, n_runs, piece, n_pieces, row_start = _pieces_unmasked(labels)
+    size = np.zeros(n_pieces, dtype=np.int64)
+    first = np.empty(n_pieces, dtype=np.int64)
+    for r in range(n_runs - 1, -1, -1):
+        size[piece[r]] += run_x1[r] - run_x0[r]
+        first[piece[r]] = r
+    if n_pieces > 0 and size.max() > max_size:
+        return -1
+    join = np.arange(n_pieces)
+    for p in range(n_pieces):
+        if size[p] >= min_size:
+            continue
+        r = first[p]
+        y = run_y[r]
+        if y > 0:  # above, else left, else right of the first run, else below (as the general path)
+            target = piece[_run_at(row_start, run_x1, y - 1, run_x0[r])]
+        elif run_x0[r] > 0:
+            target = piece[r - 1]
+        elif run_x1[r] < w:
+            target = piece[r + 1]
+        elif y + 1 < h and piece[_run_at(row_start, run_x1, y + 1, run_x0[r])] != p:
+            target = piece[_run_at(row_start, run_x1, y + 1, run_x0[r])]
+        else:
+            return -1
+        union_sets(join, p, target)
+    final = np.empty(n_pieces, dtype=np.int32)
+    count = number_roots(join, final)
+    _paint_wide(out, run_y, run_x0, run_x1, final, piece, n_runs)
+    return count
+
+
+@numba.njit(cache=True, inline="always")
+def _paint_wide(out, run_y, run_x0, run_x1, final, piece, n_runs):
+    # paint_runs with a fixed-width write per run: a write past the run's end lands on runs further
+    # right in the row, which are painted afterwards; this avoids a mispredicted loop exit per run.
+    w = out.shape[1]
+    for r in range(n_runs):
+        v = final[piece[r]]
+        y = numba.uint64(run_y[r])
+        x0 = numba.uint64(run_x0[r])
+        x1 = numba.uint64(run_x1[r])
+        if x1 - x0 <= 16 and x0 + 16 <= w:
+            for t in range(16):
+                out[y, x0 + numba.uint64(t)] = v
+        else:
+            for x in range(x0, x1):
+                out[y, x] = v
 
 
 @numba.njit(cache=True)
@@ -64,9 +165,14 @@ def _any_neighbour(seg, p, y_from, h, w):
 
 
 @numba.njit(cache=True)
-def _enforce_one(labels, inside, min_size, max_size, out):
+def _enforce_one(labels, inside, masked, min_size, max_size, out):
     h, w = labels.shape
     cap = h * w
+    if not masked:
+        count = _enforce_unmasked(labels, min_size, max_size, out)
+        if count >= 0:
+            return count
+        inside = np.ones((h, w), dtype=np.bool_)
     run_y, run_x0, run_x1, n_runs, piece, n_pieces = run_pieces(labels, inside, False)
     # Piece sizes from run lengths; first[p] is the piece's first run in raster order.
     size = np.zeros(n_pieces, dtype=np.int64)
@@ -158,9 +264,10 @@ def _enforce_one(labels, inside, min_size, max_size, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _enforce_batch(labels, inside, min_size, max_size, out, counts):
+def _enforce_batch(labels, inside, masked, min_size, max_size, out, counts):
     for i in numba.prange(labels.shape[0]):
-        counts[i] = _enforce_one(labels[i], inside[i], min_size, max_size, out[i])
+        m = inside[i] if masked else inside[0]
+        counts[i] = _enforce_one(labels[i], m, masked, min_size, max_size, out[i])
 
 
 def enforce_connectivity(
@@ -192,7 +299,7 @@ def enforce_connectivity(
     if min_size < 0 or (max_size is not None and max_size < 1):
         raise ValueError(f"enforce_connectivity: bad sizes min_size={min_size}, max_size={max_size}")
     if mask is None:
-        inside = np.ones(lab.shape, dtype=np.bool_)
+        inside = np.ones((1, 1, 1), dtype=np.bool_)  # unused placeholder
     else:
         inside = np.ascontiguousarray(mask[None] if single else mask, dtype=np.bool_)
         if inside.shape != lab.shape:
@@ -200,5 +307,5 @@ def enforce_connectivity(
     big = lab.shape[1] * lab.shape[2] + 1 if max_size is None else int(max_size)
     out = np.empty_like(lab)
     counts = np.zeros(lab.shape[0], dtype=np.int64)
-    _enforce_batch(lab, inside, int(min_size), big, out, counts)
+    _enforce_batch(lab, inside, mask is not None, int(min_size), big, out, counts)
     return (out[0] if single else out), counts

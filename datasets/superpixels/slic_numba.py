@@ -4,22 +4,25 @@ What matches ``skimage.segmentation.slic``: each image is first stretched to [0,
 RGB is converted to Lab (grey stays raw intensity), Gaussian smoothing (``sigma``) is applied after
 the conversion, seeds lie on skimage's ``regular_grid`` for shape ``(1, H, W)`` with the same start
 and step, the centres' colour starts at zero (so the first assignment is the nearest seed), the
-distance is ``|colour|^2 / compactness^2 + |dxy|^2 / step^2`` and exactly ``max_iter`` assignments
-are made (skimage never stops early either). Connectivity enforcement uses skimage's sizes
-(``factor * H * W / number_of_seeds``).
+distance is ``|colour|^2 / compactness^2 + |dxy|^2 / step^2``, ties go to the lower centre index, and
+``max_iter`` assignments are made. Connectivity enforcement uses skimage's sizes
+(``factor * H * W / number_of_seeds``); labels are consecutive and counts real.
 
-What differs, for speed: a centre searches ``|dy| <= step`` and ``|dx| <= step`` (the SLIC paper's
-2S x 2S window, columns widened to a multiple of 8 so the inner loop runs in AVX registers) rather
-than skimage's ``2 * step`` window, so a pixel can no longer join a centre more than ~1.4 steps away.
-At grid steps up to ~13 px (k=512 at 256x256, k=100 at 128x128) boundary recall, undersegmentation
-error and ASA agree with skimage within 0.02 at matched counts (tests/datasets/test_superpixel_quality.py,
-bench/superpixels.py). At large steps (>= ~25 px, e.g. k=100 at 256x256 or 512x512) and low
-compactness the maps differ more: boundary recall up to ~0.03 higher on average (up to ~0.1 on single
-CT slices), because skimage's wider window lets segments sprawl. Features are float32, centre sums
-float64. One image runs on one core; batches run images in parallel over numba threads.
+What differs, for speed: the assignment is pixel-centric (``slic_cells``): a pixel's candidates are
+the centres of the 3x3 seeds around its seed's Voronoi cell, so a centre can take pixels up to ~1.5
+grid steps from its seed (skimage: 2 steps from the centre's current place). At matched counts,
+boundary recall, undersegmentation error and ASA agree with skimage within 0.02
+(tests/datasets/test_superpixel_quality.py, bench/superpixels.py). Lab comes from polynomial
+approximations (``colour``, within 1e-3 of skimage). Iterations stop early when an update leaves every
+centre exactly in place: the remaining assignments would repeat the last one, so the map is the one
+``max_iter`` assignments give (deterministic; it rarely triggers on real images within 10 iterations).
+Features are float32, centre sums float64. One image runs on one core; batches run images in parallel
+over numba threads (``superpixels(..., num_threads=...)``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numba
 import numpy as np
@@ -27,10 +30,8 @@ from scipy import ndimage
 
 from datasets.superpixels.colour import slic_features
 from datasets.superpixels.connectivity import enforce_connectivity as _enforce_connectivity
-
-# Search half-width in grid steps (skimage: 2.0) and the column padding of the search window.
-SEARCH_RADIUS = 1.0
-_PAD = 8
+from datasets.superpixels.slic_cells import LANES
+from datasets.superpixels.slic_iterate import slic_image
 
 
 def slic_grid(height: int, width: int, n_segments: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -84,140 +85,27 @@ def nearest_seed_map(height: int, width: int, ys: np.ndarray, xs: np.ndarray) ->
     return (iy[:, None] * xs.size + ix[None, :]).astype(np.int32)
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _window(centre, radius, size, pad):
-    lo = int(max(centre - radius, 0.0))
-    hi = int(min(centre + radius + 1.0, size))
-    n = ((hi - lo + pad - 1) // pad) * pad
-    lo = max(lo - (n - (hi - lo)) // 2, 0)
-    return lo, min(lo + n, size)
+def _voronoi_bounds(n: int, seeds: np.ndarray) -> np.ndarray:
+    # Bounds of the runs of coordinates 0..n-1 nearest to each seed (ties to the lower seed).
+    nearest = np.argmin(np.abs(np.arange(n)[:, None] - seeds[None, :]), axis=1)
+    return np.searchsorted(nearest, np.arange(seeds.size + 1)).astype(np.int64)
 
 
-@numba.njit(cache=True, fastmath=True)
-def _assign(feat, cy, cx, col, radius, inv_s2, dist, labels, xcoord):
-    nc, h, w = feat.shape
-    dist[:, :] = np.inf
-    for c in range(cy.shape[0]):
-        ccy = cy[c]
-        ccx = np.float32(cx[c])
-        y_lo = int(max(ccy - radius, 0.0))
-        y_hi = int(min(ccy + radius + 1.0, h))
-        x_lo, x_hi = _window(cx[c], radius, w, _PAD)
-        # Unsigned bounds let LLVM drop numba's negative-index wraparound and vectorise the row.
-        ulo = numba.uint64(x_lo)
-        uhi = numba.uint64(x_hi)
-        cc = np.int32(c)
-        c0 = col[c, 0]
-        c1 = col[c, min(1, nc - 1)]
-        c2 = col[c, min(2, nc - 1)]
-        for y in range(y_lo, y_hi):
-            dy = np.float32(ccy - y)
-            dy2 = dy * dy * inv_s2
-            drow = dist[y]
-            lrow = labels[y]
-            r0 = feat[0, y]
-            if nc == 3:
-                r1 = feat[1, y]
-                r2 = feat[2, y]
-                for x in range(ulo, uhi):
-                    dx = ccx - xcoord[x]
-                    a = r0[x] - c0
-                    b = r1[x] - c1
-                    e = r2[x] - c2
-                    d = dy2 + dx * dx * inv_s2 + a * a + b * b + e * e
-                    old = drow[x]
-                    better = d < old
-                    # Arithmetic blend, not min(): a conditional store becomes vmaskmov (slow on AMD).
-                    drow[x] = old + (d - old) * np.float32(better)
-                    lrow[x] = cc if better else lrow[x]
-            else:
-                for x in range(ulo, uhi):
-                    dx = ccx - xcoord[x]
-                    a = r0[x] - c0
-                    d = dy2 + dx * dx * inv_s2 + a * a
-                    old = drow[x]
-                    better = d < old
-                    drow[x] = old + (d - old) * np.float32(better)
-                    lrow[x] = cc if better else lrow[x]
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _add_run(sums, cnt, c, y, n, sx, s0, s1, s2):
-    # Add one run of n pixels of centre c on row y (column and feature sums given) to the totals.
-    cnt[c] += n
-    sums[c, 0] += y * n
-    sums[c, 1] += sx
-    sums[c, 2] += s0
-    sums[c, 3] += s1
-    sums[c, 4] += s2
-
-
-@numba.njit(cache=True, fastmath=True)
-def _update(feat, labels, cy, cx, col, sums, cnt):
-    nc, h, w = feat.shape
-    sums[:, :] = 0.0
-    cnt[:] = 0
-    # Grey images read plane 0 three times: one code path, no per-channel loop in the hot loop.
-    f0 = feat[0]
-    f1 = feat[min(1, nc - 1)]
-    f2 = feat[min(2, nc - 1)]
-    for y in range(h):
-        # Labels come in runs along a row: sum a run in registers, then touch memory once.
-        cur = labels[y, 0]
-        n = 0
-        sx = 0.0
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for x in range(w):
-            c = labels[y, x]
-            if c != cur:
-                _add_run(sums, cnt, cur, y, n, sx, s0, s1, s2)
-                cur = c
-                n = 0
-                sx = 0.0
-                s0 = 0.0
-                s1 = 0.0
-                s2 = 0.0
-            n += 1
-            sx += x
-            s0 += f0[y, x]
-            s1 += f1[y, x]
-            s2 += f2[y, x]
-        _add_run(sums, cnt, cur, y, n, sx, s0, s1, s2)
-    for c in range(cy.shape[0]):
-        if cnt[c] > 0:  # an empty centre keeps its place and colour
-            inv = 1.0 / cnt[c]
-            cy[c] = sums[c, 0] * inv
-            cx[c] = sums[c, 1] * inv
-            for ch in range(nc):
-                col[c, ch] = sums[c, 2 + ch] * inv
-
-
-@numba.njit(cache=True)
-def _slic_one(feat, cy0, cx0, step, radius, max_iter, labels):
-    nc, h, w = feat.shape
-    k = cy0.shape[0]
-    cy = cy0.copy()
-    cx = cx0.copy()
-    col = np.zeros((k, nc), dtype=np.float32)
-    dist = np.empty((h, w), dtype=np.float32)
-    sums = np.zeros((k, 5), dtype=np.float64)
-    cnt = np.zeros(k, dtype=np.int64)
-    xcoord = np.arange(w).astype(np.float32)
-    inv_s2 = np.float32(1.0 / (step * step))
-    # labels holds the first (nearest-seed) assignment on entry.
-    for it in range(max_iter):
-        if it > 0:
-            _assign(feat, cy, cx, col, radius, inv_s2, dist, labels, xcoord)
-        if it < max_iter - 1:
-            _update(feat, labels, cy, cx, col, sums, cnt)
+@functools.lru_cache(maxsize=16)
+def _grid(height: int, width: int, n_segments: int) -> tuple:
+    # Seeds, their Voronoi cells' row and column bounds and the nearest-seed map, per shape and k.
+    ys, xs, step = slic_grid(height, width, n_segments)
+    init = nearest_seed_map(height, width, ys, xs)
+    by, bx = _voronoi_bounds(height, ys), _voronoi_bounds(width, xs)
+    for a in (ys, xs, init, by, bx):
+        a.flags.writeable = False
+    return ys, xs, step, init, by, bx
 
 
 @numba.njit(cache=True, parallel=True)
-def _slic_batch(feats, cy0, cx0, step, radius, max_iter, labels):
+def _slic_batch(feats, init, ys, xs, by, bx, step, max_iter, labels, iters):
     for i in numba.prange(feats.shape[0]):
-        _slic_one(feats[i], cy0, cx0, step, radius, max_iter, labels[i])
+        iters[i] = slic_image(feats[i], init, ys, xs, by, bx, step, max_iter, labels[i])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -248,13 +136,17 @@ def prepare_features(images: np.ndarray, colour_space: str, compactness: float, 
         sigma: Gaussian smoothing in pixels after the colour conversion (0: none).
 
     Returns:
-        float32 contiguous features ``[B, C, H, W]``.
+        float32 contiguous features ``[B, C, H, W + LANES]``: every row padded with zeros so that the
+        kernels' last vector of a row stays inside it.
     """
+    if sigma <= 0:
+        return slic_features(images, colour_space == "lab", 1.0 / compactness, pad=LANES)
     feats = slic_features(images, colour_space == "lab", 1.0 / compactness)
-    if sigma > 0:
-        # skimage smooths after the Lab conversion; the colour scale is linear so order is free.
-        feats = ndimage.gaussian_filter(feats, sigma=(0, 0, sigma, sigma), mode="reflect", truncate=4.0)
-    return np.ascontiguousarray(feats, dtype=np.float32)
+    # skimage smooths after the Lab conversion; the colour scale is linear so order is free.
+    feats = ndimage.gaussian_filter(feats, sigma=(0, 0, sigma, sigma), mode="reflect", truncate=4.0)
+    padded = np.zeros((*feats.shape[:3], feats.shape[3] + LANES), dtype=np.float32)
+    padded[..., : feats.shape[3]] = feats
+    return padded
 
 
 def slic_numba(
@@ -286,17 +178,15 @@ def slic_numba(
     """
     b, h, w = images.shape[:3]
     feats = prepare_features(images, colour_space, compactness, sigma)
-    ys, xs, step = slic_grid(h, w, n_segments)
-    cy = np.repeat(ys, xs.size)
-    cx = np.tile(xs, ys.size)
+    ys, xs, step, init, by, bx = _grid(h, w, int(n_segments))
     labels = np.empty((b, h, w), dtype=np.int32)
-    labels[:] = nearest_seed_map(h, w, ys, xs)
-    _slic_batch(feats, cy, cx, step, SEARCH_RADIUS * step, int(max_iter), labels)
+    iters = np.zeros(b, dtype=np.int64)
+    _slic_batch(feats, init, ys, xs, by, bx, step, int(max_iter), labels, iters)
     if enforce_connectivity:
-        sizes = connectivity_sizes(h * w / cy.size, min_size_factor, max_size_factor)
+        sizes = connectivity_sizes(h * w / (ys.size * xs.size), min_size_factor, max_size_factor)
         return _enforce_connectivity(labels, *sizes)
     counts = np.zeros(b, dtype=np.int64)
-    _compact_batch(labels, cy.size, counts)
+    _compact_batch(labels, ys.size * xs.size, counts)
     return labels, counts
 
 
