@@ -155,10 +155,20 @@ def assign_cell(feat, y0, y1, x0, x1, ids, cy, cx, col, inv_s2, iota, lab):
     )
     # Cells at most 8 wide (small grid steps) take half vectors: no lanes wasted on the next cell.
     narrow = x1 - x0 <= LANES // 2
-    for y in range(y0, y1):
+    zero = np.float32(0.0)
+    rest = y0
+    if x1 - x0 <= LANES and not narrow:
+        # One vector per row: two rows per step give the core two independent chains to overlap.
+        while rest + 1 < y1:
+            k0 = _row_offsets(q, np.float32(rest - y0), zero)
+            k1 = _row_offsets(q, np.float32(rest + 1 - y0), zero)
+            _label_vector(q, k0, ids, feat, nc, rest, iota, x0, lab, LANES)
+            _label_vector(q, k1, ids, feat, nc, rest + 1, iota, x0, lab, LANES)
+            rest += 2
+    for y in range(rest, y1):
         v = np.float32(y - y0)
         if narrow:
-            _label_vector(q, _row_offsets(q, v, np.float32(0.0)), ids, feat, nc, y, iota, x0, lab, LANES // 2)
+            _label_vector(q, _row_offsets(q, v, zero), ids, feat, nc, y, iota, x0, lab, LANES // 2)
             continue
         for x in range(x0, x1, LANES):
             k = _row_offsets(q, v, np.float32(x - x0))
