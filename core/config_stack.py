@@ -7,12 +7,17 @@ hands LightningCLI a flat list of configs in order: bases first, then the file i
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 BASE_KEY = "base"
+
+# The files the last expand_config_args call read, in order, with their content: error messages name
+# the file a bad key came from (LightningCLI only sees their inline YAML).
+CONFIG_SOURCES: ContextVar[tuple[tuple[Path, dict[str, Any]], ...]] = ContextVar("config_sources", default=())
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def load_config_stack(paths: list[str | Path]) -> dict[str, Any]:
 def expand_config_args(argv: list[str]) -> list[str]:
     """Replace each ``--config FILE`` by its bases and itself, as inline YAML for LightningCLI."""
     out: list[str] = []
+    sources: list[tuple[Path, dict[str, Any]]] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -95,6 +101,41 @@ def expand_config_args(argv: list[str]) -> list[str]:
         if not Path(value).is_file():
             out += ["--config", value]  # let LightningCLI report it
             continue
-        for _, data in expand_config(value):
+        for path, data in expand_config(value):
+            sources.append((path, data))
             out += ["--config", yaml.safe_dump(data, sort_keys=False)]
+    CONFIG_SOURCES.set(tuple(sources))
     return out
+
+
+def locate_key(
+    key: str, sources: tuple[tuple[Path, dict[str, Any]], ...] | None = None
+) -> tuple[Path, str] | None:
+    """The last config file that sets ``key`` (a leaf name or a dotted tail) and its full dotted path.
+
+    Args:
+        key: ``batch_sise`` or ``data.init_args.batch_sise``.
+        sources: ``(file, content)`` pairs (default: those of the last :func:`expand_config_args`).
+
+    Returns:
+        ``(file, "data.init_args.batch_sise")``, or None when no file sets it (a command-line flag).
+    """
+    tail = key.split(".")
+    for path, data in reversed(sources if sources is not None else CONFIG_SOURCES.get()):
+        found = _find_path(data, tail, [])
+        if found is not None:
+            return path, ".".join(found)
+    return None
+
+
+def _find_path(node: Any, tail: list[str], prefix: list[str]) -> list[str] | None:
+    if not isinstance(node, dict):
+        return None
+    for name, value in node.items():
+        path = [*prefix, str(name)]
+        if path[-len(tail) :] == tail:
+            return path
+        found = _find_path(value, tail, path)
+        if found is not None:
+            return found
+    return None

@@ -61,31 +61,45 @@ def test_same_seed_gives_same_numbers_on_cpu(tiny):
     assert first["test"] == second["test"]
 
 
-def test_unknown_key_fails_naming_it_and_the_closest_key(tiny, capsys):
-    with pytest.raises(SystemExit):
+def test_unknown_key_fails_naming_it_and_the_closest_key(tiny):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown key 'trainer.max_epoch' \(command line\): did you mean 'trainer.max_epochs'\?",
+    ):
         FrameworkCLI(args=translate_argv(tiny("--trainer.max_epoch", "1")))
-    err = capsys.readouterr().err
-    assert "max_epoch" in err and "did you mean 'trainer.max_epochs'" in err
 
 
-def test_unknown_model_option_fails(tiny, capsys):
-    with pytest.raises(SystemExit):
-        FrameworkCLI(args=translate_argv(tiny("--model.lrr", "0.1")))
-    err = capsys.readouterr().err
-    assert "lrr" in err and "'lr'" in err
+def test_unknown_model_option_fails(tiny):
+    with pytest.raises(ValueError, match=r"unknown key 'lossx' \(command line\): did you mean 'loss'\?"):
+        FrameworkCLI(args=translate_argv(tiny("--model.lossx", "dice")))
 
 
-def test_wrong_type_fails_naming_the_key(tiny, capsys):
-    with pytest.raises(SystemExit):
-        FrameworkCLI(args=translate_argv(tiny("--data.batch_size", "four")))
-    assert "batch_size" in capsys.readouterr().err
-
-
-def test_missing_required_root_fails_before_work(tmp_path, capsys):
+def test_yaml_typo_names_the_file_the_key_and_the_closest_key(tmp_path):
+    """Regression: a typo in a YAML key named neither the file nor the closest key."""
     repo = Path(__file__).resolve().parents[2]
-    with pytest.raises(SystemExit):
-        FrameworkCLI(args=["--config", str(repo / "configs" / "folder.yaml"), "--runs_dir", str(tmp_path)])
-    assert "root" in capsys.readouterr().err
+    text = (repo / "configs" / "demo.yaml").read_text().replace("batch_size: 4", "batch_sise: 4")
+    config = tmp_path / "typo.yaml"
+    config.write_text(
+        text.replace("base: base_segmentation.yaml", f"base: {repo / 'configs' / 'base_segmentation.yaml'}")
+    )
+    expected = rf"unknown key 'data.init_args.batch_sise' \({config}\): did you mean 'batch_size'\?$"
+    with pytest.raises(ValueError, match=expected):
+        FrameworkCLI(args=translate_argv(["--cfg", str(config), "--runs_dir", str(tmp_path)]))
+
+
+def test_wrong_type_fails_naming_the_key_the_value_and_the_type(tiny):
+    expected = r"bad value 'four' for key 'data.init_args.batch_size' \(command line\): expected int or None"
+    with pytest.raises(ValueError, match=expected):
+        FrameworkCLI(args=translate_argv(tiny("--data.batch_size", "four")))
+
+
+def test_missing_required_root_fails_before_work(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    expected = r"missing required key\(s\) root in section data: datasets\.datamodule\.\w+.*--data\.root"
+    with pytest.raises(ValueError, match=expected):
+        FrameworkCLI(
+            args=translate_argv(["--cfg", str(repo / "configs" / "folder.yaml"), "--runs_dir", str(tmp_path)])
+        )
     assert not (tmp_path / "folder").exists()
 
 

@@ -143,8 +143,10 @@ def test_export_rejects_unknown_formats_and_targets(tiny, tmp_path):
     from engine.export import export_safetensors
     from run import main
 
-    with pytest.raises(ValueError, match=r"--export 'onnx': expected one of safetensors"):
-        main(tiny("--export", "onnx"))
+    with pytest.raises(
+        ValueError, match=r"--export 'tflite': expected one of safetensors, onnx, torchscript"
+    ):
+        main(tiny("--export", "tflite"))
     with pytest.raises(ValueError, match=r"expected a file name ending in \.safetensors"):
         export_safetensors({"w": torch.zeros(1)}, tmp_path / "w.pt")
     with pytest.raises(ValueError, match="holds no tensors"):
