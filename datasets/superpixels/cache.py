@@ -35,7 +35,7 @@ from datasets.superpixels.cache_format import (  # noqa: F401 - MAGIC, CorruptMa
 )
 from datasets.superpixels.cache_report import VerifyReport
 from datasets.superpixels.config import as_shape
-from datasets.superpixels.engine import resolve_params
+from datasets.superpixels.engine import backend_map_version, resolve_params
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ def build_spec(
         "format_version": FORMAT_VERSION,
         "method": method,
         "backend": backend,
+        # Bumped by a backend whose maps changed (numba v2: 3x3-cell assignment, polynomial Lab), so an
+        # existing cache of the old maps is never served for the new code.
+        "backend_map_version": backend_map_version(method, backend),
         "params": resolved,
         "shape": list(as_shape(size)),
         "channels": channels,

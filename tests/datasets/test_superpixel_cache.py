@@ -235,3 +235,14 @@ def test_manifest_count_excludes_background_outside_body_mask(tmp_path):
     plain = _cache(tmp_path)
     plain.put("a", labels)
     assert plain.read_manifest()["images"]["a"]["count"] == 3
+
+
+def test_a_backend_whose_maps_changed_gets_a_new_key(monkeypatch):
+    """Regression: numba's maps changed (v2) but the key did not, so old caches were served as new."""
+    from datasets.superpixels import engine
+
+    spec = build_spec("slic", "numba", PARAMS, 32, 3)
+    assert spec["backend_map_version"] == engine.backend_map_version("slic", "numba") == 2
+    monkeypatch.setattr(engine, "backend_map_version", lambda method, backend: 1)
+    monkeypatch.setattr("datasets.superpixels.cache.backend_map_version", lambda method, backend: 1)
+    assert cache_key(build_spec("slic", "numba", PARAMS, 32, 3)) != cache_key(spec)
