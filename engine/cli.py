@@ -12,6 +12,7 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from core.checkpoint_io import check_checkpoint, safe_loading, trust_checkpoints
+from datasets.preflight import preflight_datamodule
 from engine.callbacks import default_callbacks
 from engine.export import check_format, export_weights
 from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
@@ -69,6 +70,7 @@ class FrameworkCLI(LightningCLI):
             "--evaluate", action=ActionYesNo, nargs="?", default=False, help="Only test --ckpt; no training."
         )
         self._add_checkpoint_options(parser)
+        self._add_preflight_option(parser)
         parser.add_argument(
             "--aug_k",
             type=int | None,
@@ -125,6 +127,17 @@ class FrameworkCLI(LightningCLI):
             type=str | None,
             default=None,
             help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
+        )
+
+    @staticmethod
+    def _add_preflight_option(parser: LightningArgumentParser) -> None:
+        """``--skip_checks``: start without the data pre-flight (:mod:`datasets.preflight`)."""
+        parser.add_argument(
+            "--skip_checks",
+            action=ActionYesNo,
+            nargs="?",
+            default=False,
+            help="Skip the data pre-flight that reads every sample of every split before training.",
         )
 
     @property
@@ -195,6 +208,9 @@ class FrameworkCLI(LightningCLI):
         if self.predict_options is not None:
             return run_prediction(self.predict_options)
         trainer, model, data = self.trainer, self.model, self.datamodule
+        # Every split's files are read once before fit, so a bad test mask fails before training.
+        skip, progress = bool(self.config.get("skip_checks")), trainer.progress_bar_callback is not None
+        preflight_datamodule(data, self.config["runs_dir"], skip=skip, progress=progress)
         best: str | None = None
         if self.config["evaluate"]:
             if not self.config["ckpt"]:
