@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return cli.execute()
     except BaseException:
         # A start that failed before writing anything leaves no empty runs/<name>/version_N behind.
-        if cli.resume_version is None:
+        if cli.predict_options is None and cli.resume_version is None:
             remove_empty_run_dir(cli.trainer.log_dir)
         raise
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 
 import nibabel as nib
 import numpy as np
@@ -37,6 +38,25 @@ def test_nifti_roundtrip_and_canonical_orientation(tmp_path):
 
 
 def _write_dicom_series(folder, array_zyx, spacing, origin):
+    """Write a DICOM series with SimpleITK, restoring the process locale its GDCM writer resets to C.
+
+    Without the restore, every later ``subprocess.run(text=True)`` in the test session decoded output
+    as ASCII and failed on Lightning's box-drawing test table.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_slices(folder, array_zyx, spacing, origin)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def test_dicom_writer_helper_keeps_the_locale(tmp_path):
+    before = locale.setlocale(locale.LC_ALL)
+    _write_dicom_series(tmp_path, np.zeros((2, 4, 4)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    assert locale.setlocale(locale.LC_ALL) == before
+
+
+def _write_dicom_slices(folder, array_zyx, spacing, origin):
     import SimpleITK as sitk  # noqa: N813
 
     image = sitk.GetImageFromArray(array_zyx.astype(np.int16))
