@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 from datasets.layouts import LAYOUTS, find_samples
 from datasets.preprocess import InferenceConfig
 from datasets.records import SPLIT_NAMES, SampleRecord, kfold_split, read_split_file, subsample
-from datasets.samplers import EpochShuffleSampler
+from datasets.samplers import EpochShuffleSampler, ResumableDataLoader
 from datasets.segmentation_dataset import ExtraMapsFn, SegmentationDataset, collate_segmentation
 from datasets.superpixels.config import SuperpixelConfig
 from datasets.superpixels.loader_hook import make_superpixel_hook
@@ -227,11 +227,15 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def _loader(
-        self, dataset: SegmentationDataset | None, sampler: Sampler | None, drop_last: bool
+        self,
+        dataset: SegmentationDataset | None,
+        sampler: Sampler | None,
+        drop_last: bool,
+        loader_class: type[DataLoader] = DataLoader,
     ) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before requesting a dataloader")
-        return DataLoader(
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -244,11 +248,16 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Seeded shuffled loader; drops the last partial batch only when there is more than one batch."""
+        """Seeded shuffled loader; drops the last partial batch only when there is more than one batch.
+
+        A :class:`~datasets.samplers.ResumableDataLoader`: its position within the epoch is saved in
+        every checkpoint, so a run resumed mid-epoch trains on the batches it had not seen yet.
+        """
         if self.train_dataset is None:
             raise RuntimeError("call setup() before requesting a dataloader")
         sampler = EpochShuffleSampler(len(self.train_dataset), self.seed)
-        return self._loader(self.train_dataset, sampler, len(self.train_dataset) > self.batch_size)
+        drop_last = len(self.train_dataset) > self.batch_size
+        return self._loader(self.train_dataset, sampler, drop_last, ResumableDataLoader)
 
     def val_dataloader(self) -> DataLoader:
         """Validation loader in file order."""

@@ -19,7 +19,7 @@ from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
 from engine.overrides import apply_policy, reject_default_root_dir
 from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
 from engine.predict import PredictOptions, is_predict_call, parse_predict_args, run_prediction
-from engine.run_dirs import resolve_resume
+from engine.run_dirs import finished_run, resolve_resume
 from models.task import TaskModule
 
 # run.py hands LightningCLI the translated sys.argv, which it would warn about on every run.
@@ -128,6 +128,9 @@ class FrameworkCLI(LightningCLI):
             default=None,
             help="'last' (newest last.ckpt of this experiment), a run dir, or a .ckpt file.",
         )
+        parser.add_argument(
+            "--retest", action=ActionYesNo, nargs="?", default=False, help="Test a finished run again."
+        )
 
     @staticmethod
     def _add_preflight_option(parser: LightningArgumentParser) -> None:
@@ -208,6 +211,9 @@ class FrameworkCLI(LightningCLI):
         if self.predict_options is not None:
             return run_prediction(self.predict_options)
         trainer, model, data = self.trainer, self.model, self.datamodule
+        done = None if self.config["evaluate"] or self.config["retest"] else self.resume_ckpt
+        if (finished := finished_run(done, trainer.max_epochs, trainer.max_steps)) is not None:
+            return finished
         # Every split's files are read once before fit, so a bad test mask fails before training.
         skip, progress = bool(self.config.get("skip_checks")), trainer.progress_bar_callback is not None
         preflight_datamodule(data, self.config["runs_dir"], skip=skip, progress=progress)

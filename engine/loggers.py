@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 
@@ -55,11 +57,27 @@ class OfflineWandbLogger(WandbLogger):
 
 
 class ResumableCSVLogger(CSVLogger):
-    """``CSVLogger`` that appends to an existing ``metrics.csv`` instead of deleting it.
+    """``CSVLogger`` that continues an existing ``metrics.csv`` and writes every row as it is logged.
 
     Lightning's writer removes ``metrics.csv`` when the run directory already exists, so resuming a
-    run into its own directory would lose the history logged before the interruption.
+    run into its own directory would lose the history logged before the interruption; this one keeps
+    it (without a row cut short by a kill). Rows are written at once (``flush_logs_every_n_steps=1``),
+    so a killed run has lost none; on resume :meth:`drop_rows_from` removes those the resumed run
+    writes again, so the file ends up as the uninterrupted run's.
+
+    Args:
+        *args: Passed to ``CSVLogger``.
+        **kwargs: Passed to ``CSVLogger`` (``flush_logs_every_n_steps`` defaults to 1).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("flush_logs_every_n_steps", 1)
+        super().__init__(*args, **kwargs)
+
+    @property
+    def metrics_path(self) -> str:
+        """``<run>/metrics.csv``."""
+        return os.path.join(self.log_dir, "metrics.csv")
 
     @property
     @rank_zero_experiment
@@ -67,15 +85,53 @@ class ResumableCSVLogger(CSVLogger):
         """The experiment writer, with the previous rows and header of ``metrics.csv`` restored."""
         if self._experiment is not None:
             return self._experiment
-        path = os.path.join(self.log_dir, "metrics.csv")
-        previous = None
-        if os.path.isfile(path):
-            with open(path, newline="") as handle:
-                previous = handle.read()
-        experiment = super().experiment
-        if previous:
-            with open(path, "w", newline="") as handle:
-                handle.write(previous)
-            header = next(csv.reader(io.StringIO(previous)), [])
+        header, rows = _read_rows(self.metrics_path)
+        with warnings.catch_warnings():
+            # Lightning's "previous log files ... will be deleted": they are written back below.
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            experiment = super().experiment
+        if header:
+            _write_rows(self.metrics_path, header, rows)
             experiment.metrics_keys = sorted(set(header))
         return experiment
+
+    @rank_zero_only
+    def drop_rows_from(self, step: int) -> int:
+        """Remove the rows logged at ``step`` or later (a resumed run logs them again).
+
+        A row logged at step ``s`` belongs to training step ``s + 1`` or to the epoch end or epoch
+        start at ``s``; a checkpoint at ``global_step`` ``g`` covers every row below ``g``.
+
+        Returns:
+            How many rows were removed.
+        """
+        header, rows = _read_rows(self.metrics_path)
+        kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < step]
+        if header:
+            _write_rows(self.metrics_path, header, kept)
+        if self._experiment is not None:
+            self._experiment.metrics = [m for m in self._experiment.metrics if int(m["step"]) < step]
+        return len(rows) - len(kept)
+
+
+def _read_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a ``metrics.csv``; a last line cut short by a kill is left out."""
+    if not os.path.isfile(path):
+        return [], []
+    with open(path, newline="") as handle:
+        text = handle.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+def _write_rows(path: str, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Write ``metrics.csv`` through a temporary file (a kill keeps the old one)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
