@@ -28,6 +28,7 @@ from engine.predict.writers import (
     existing_outputs,
     mask_values,
     output_paths,
+    output_row,
     write_csv,
     write_overlay,
     write_probs_npz,
@@ -56,20 +57,6 @@ def build_predictor(options: PredictOptions) -> Predictor:
     )
 
 
-def _image_row(item: InputItem, paths: Any, labels: np.ndarray, overlays: list[Path]) -> dict[str, Any]:
-    return {
-        "input": str(item.path),
-        "kind": item.kind,
-        "mask": str(paths.mask),
-        "probs": str(paths.probs) if paths.probs else "",
-        "overlays": ";".join(str(p) for p in overlays),
-        "height": labels.shape[0],
-        "width": labels.shape[1],
-        "depth": "",
-        "foreground_fraction": float((labels > 0).mean()),
-    }
-
-
 def _predict_images(
     items: list[InputItem], predictor: Predictor, options: PredictOptions, out_dir: Path, bar: tqdm
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -93,7 +80,7 @@ def _predict_images(
             overlays = []
             if paths.overlay_stem is not None:
                 overlays.append(write_overlay(paths.overlay_stem.with_suffix(".png"), image, labels))
-            row = _image_row(item, paths, labels, overlays)
+            row = output_row(item, paths, labels, overlays, labels.shape[:2])
             row["seconds"] = round(seconds + share + time.perf_counter() - begin, 6)
             rows.append(row)
         pending.clear()

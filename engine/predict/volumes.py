@@ -17,7 +17,7 @@ from datasets.preprocess import from_view, intensity_range, to_view, volume_slic
 from engine.predict.inputs import InputItem, read_volume_input
 from engine.predict.options import PredictOptions
 from engine.predict.runner import Predictor
-from engine.predict.writers import OutputPaths, write_overlay, write_volume
+from engine.predict.writers import OutputPaths, output_row, write_overlay, write_volume
 
 
 def slice_image(
@@ -72,15 +72,4 @@ def predict_volume(
     write_volume(paths.mask, labels, volume.reference, labels.dtype.type)
     if probs is not None and paths.probs is not None:
         write_volume(paths.probs, probs, volume.reference, np.float32)
-    shape = volume.reference.shape
-    return {
-        "input": str(item.path),
-        "kind": item.kind,
-        "mask": str(paths.mask),
-        "probs": str(paths.probs) if paths.probs else "",
-        "overlays": ";".join(str(p) for p in overlays),
-        "height": shape[0],
-        "width": shape[1],
-        "depth": shape[2],
-        "foreground_fraction": float((labels > 0).mean()),
-    }
+    return output_row(item, paths, labels, overlays, volume.reference.shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -134,3 +135,28 @@ def write_volume(path: Path, canonical: np.ndarray, reference: nib.Nifti1Image, 
 def write_csv(out_dir: Path, rows: list[dict]) -> Path:
     """Write ``predictions.csv`` (one row per predicted input)."""
     return atomic_write_csv(out_dir / CSV_NAME, rows, CSV_FIELDS)
+
+
+def output_row(
+    item: Any, paths: Any, labels: np.ndarray, overlays: list[Path], shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """One ``predictions.csv`` row: the input, its output files, its size and foreground fraction.
+
+    Args:
+        item: The input (``path``, ``kind``).
+        paths: Its output paths (``mask``, ``probs``).
+        labels: The predicted label array (2D image or volume).
+        overlays: Overlay PNGs written.
+        shape: ``(height, width)`` of an image or the stored ``(X, Y, Z)`` shape of a volume.
+    """
+    return {
+        "input": str(item.path),
+        "kind": item.kind,
+        "mask": str(paths.mask),
+        "probs": str(paths.probs) if paths.probs else "",
+        "overlays": ";".join(str(p) for p in overlays),
+        "height": shape[0],
+        "width": shape[1],
+        "depth": shape[2] if len(shape) > 2 else "",
+        "foreground_fraction": float((labels > 0).mean()),
+    }
