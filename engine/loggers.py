@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import warnings
@@ -93,6 +94,8 @@ class ResumableCSVLogger(CSVLogger):
         if header:
             _write_rows(self.metrics_path, header, rows)
             experiment.metrics_keys = sorted(set(header))
+        # A new key rewrites the whole file under its new header: through a temporary file, not in place.
+        experiment._rewrite_with_new_header = functools.partial(_rewrite_header, self.metrics_path)
         return experiment
 
     @rank_zero_only
@@ -125,6 +128,12 @@ def _read_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(text))
     rows = list(reader)
     return list(reader.fieldnames or []), rows
+
+
+def _rewrite_header(path: str, fieldnames: list[str]) -> None:
+    """Rewrite ``metrics.csv`` under a header with more keys (atomically)."""
+    _, rows = _read_rows(path)
+    _write_rows(path, fieldnames, rows)
 
 
 def _write_rows(path: str, header: list[str], rows: list[dict[str, str]]) -> None:

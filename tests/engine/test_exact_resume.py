@@ -251,3 +251,21 @@ def test_csv_rows_are_written_at_once_and_resume_drops_the_ones_logged_again(tmp
         rows = list(csv.DictReader(handle))
     expected = [("1.0", "", "0"), ("2.0", "", "3"), ("", "4.0", "5")]
     assert [(r["a"], r["b"], r["step"]) for r in rows] == expected
+
+
+def test_a_new_metrics_key_rewrites_the_csv_atomically(tmp_path, monkeypatch):
+    """Regression: Lightning rewrote metrics.csv in place for a new key; a kill then could empty it."""
+    from engine.loggers import ResumableCSVLogger
+
+    logger = ResumableCSVLogger(save_dir=str(tmp_path), name="x", version=0)
+    logger.log_metrics({"a": 1.0}, step=0)
+    path = Path(logger.log_dir) / "metrics.csv"
+    before = path.read_text()
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process dies before the rename
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        logger.log_metrics({"b": 2.0}, step=1)
+    assert path.read_text() == before  # the old file is whole
