@@ -128,6 +128,7 @@ class NoisyLabelSegmentation(TaskModule):
         self.last_flipped = 0
         self.val_metrics = SegmentationMetrics(num_classes=num_classes, include_background=include_background)
         self._gap_sum, self._gap_count = 0.0, 0
+        self._resumed_gap: tuple[float, int, int] | None = None  # (sum, count, epoch) from a checkpoint
 
     # -- evaluation: network 1 or the peers' mean; test rows as the supervised module's -------------
     def forward(self, image: Tensor) -> Tensor:
@@ -217,7 +218,13 @@ class NoisyLabelSegmentation(TaskModule):
     def on_train_epoch_start(self) -> None:
         """Reset the epoch's loss-gap accumulator (and tell the data the epoch)."""
         super().on_train_epoch_start()
-        self._gap_sum, self._gap_count = 0.0, 0
+        # A run resumed mid-epoch continues the interrupted epoch's sums (from its checkpoint), whether
+        # or not Lightning runs this hook again for that epoch; any later epoch starts from zero.
+        resumed, self._resumed_gap = self._resumed_gap, None
+        if resumed is not None and resumed[2] == self.current_epoch:
+            self._gap_sum, self._gap_count = resumed[0], resumed[1]
+        else:
+            self._gap_sum, self._gap_count = 0.0, 0
 
     def on_train_epoch_end(self) -> None:
         """Log the loss gap; refine labels when it stalled after the ramp (if enabled)."""
@@ -285,6 +292,7 @@ class NoisyLabelSegmentation(TaskModule):
             "tracker": self.tracker.state_dict(),
             "rounds": self.refine_rounds,
             "keep_rates": self.keep_rates,
+            "epoch_gap": [self._gap_sum, self._gap_count, self.current_epoch],
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -296,3 +304,7 @@ class NoisyLabelSegmentation(TaskModule):
         self.tracker.load_state_dict(state["tracker"])
         self.refine_rounds = int(state["rounds"])
         self.keep_rates = state["keep_rates"]
+        if "epoch_gap" in state:
+            gap_sum, gap_count, epoch = state["epoch_gap"]
+            self._resumed_gap = (float(gap_sum), int(gap_count), int(epoch))
+            self._gap_sum, self._gap_count = self._resumed_gap[:2]

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -148,6 +149,28 @@ def test_refinement_round_writes_complete_label_set(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert torch.equal(resumed.refined_labels(batch), module.refined_labels(batch))
     assert not torch.equal(module.refined_labels(batch), batch["mask"])  # the flips do change labels
+
+
+def test_interrupted_epoch_keeps_its_loss_gap_sums(tmp_path):
+    """Regression: the epoch's loss-gap sums were not in the checkpoint, so a run resumed mid-epoch
+    logged a different train/loss_gap (0.8094 vs 0.8531) and could refine at another epoch."""
+    module = NoisyLabelSegmentation(
+        model_kwargs={"base_channel": 4}, num_classes=2, in_channels=1, keep_rate_source="simulation"
+    )
+    module._gap_sum, module._gap_count = 1.5, 3  # three steps of the interrupted epoch
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed = NoisyLabelSegmentation(
+        model_kwargs={"base_channel": 4}, num_classes=2, in_channels=1, keep_rate_source="simulation"
+    )
+    resumed.on_load_checkpoint(torch.load(_roundtrip(checkpoint, tmp_path), weights_only=True))
+    assert (resumed._gap_sum, resumed._gap_count) == (1.5, 3)  # restored at load
+    resumed._trainer = SimpleNamespace(datamodule=None, current_epoch=0)  # what the hooks read
+    resumed.on_train_epoch_start()  # if Lightning starts the interrupted epoch (0) again: kept
+    assert (resumed._gap_sum, resumed._gap_count) == (1.5, 3)
+    resumed._trainer.current_epoch = 1
+    resumed.on_train_epoch_start()  # the next epoch starts from zero
+    assert (resumed._gap_sum, resumed._gap_count) == (0.0, 0)
 
 
 def _roundtrip(checkpoint: dict, tmp_path: Path) -> Path:
