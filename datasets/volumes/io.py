@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from datasets.atomic_io import atomic_path
 
 IMAGE_NAME = "image.nii.gz"
 LABEL_NAME = "label.nii.gz"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,9 +103,21 @@ def dicom_series_to_nifti(folder: str | Path, out_path: str | Path, files: list[
 
     folder = Path(folder)
     if files is None:
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"dicom_series_to_nifti: {folder} is not a folder (expected a DICOM series folder)"
+            )
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
-    if not files:
-        raise FileNotFoundError(f"dicom_series_to_nifti: no DICOM series found in {folder}")
+        others = sorted(p.name for p in folder.iterdir() if p.is_file() and str(p) not in set(files))
+        if not files:
+            shown = ", ".join(others[:5]) + (f", ... ({len(others)} files)" if len(others) > 5 else "")
+            raise FileNotFoundError(
+                f"dicom_series_to_nifti: no DICOM series found in {folder} "
+                f"({len(others)} files, none part of a DICOM series{': ' + shown if others else ''})"
+            )
+        if others:
+            logger.warning("dicom: %s: %d files are not part of the series and were skipped: %s",
+                           folder, len(others), ", ".join(others[:5]))  # fmt: skip
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in files])
     image = reader.Execute()

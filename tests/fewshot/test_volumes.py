@@ -172,3 +172,23 @@ def test_prepare_sabs_windows_crops_and_resizes(tmp_path):
     write_nifti(tmp_path / "label" / "label0001.nii.gz", lab[:, :, :2], np.eye(4))
     with pytest.raises(ValueError, match="label0001.nii.gz.*differs from image shape"):
         prepare_sabs(tmp_path, tmp_path / "prep2", size=8)
+
+
+def test_dicom_conversion_names_missing_folders_and_skipped_files(tmp_path, caplog):
+    """Regression: a missing folder was reported as 'no DICOM series found'; skipped files went unsaid."""
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        dicom_series_to_nifti(tmp_path / "missing", tmp_path / "o.nii.gz")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not dicom")
+    with pytest.raises(
+        FileNotFoundError, match=r"no DICOM series found .*1 files, none part of a DICOM series: readme\.txt"
+    ):
+        dicom_series_to_nifti(tmp_path / "notes", tmp_path / "o.nii.gz")
+    series = tmp_path / "series"
+    series.mkdir()
+    _write_dicom_series(series, np.zeros((3, 4, 5)), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    (series / "DICOMDIR.txt").write_text("an index file")
+    with caplog.at_level("WARNING", logger="datasets.volumes.io"):
+        out = dicom_series_to_nifti(series, tmp_path / "o.nii.gz")
+    assert nib.load(str(out)).shape == (5, 4, 3)
+    assert "1 files are not part of the series" in caplog.text and "DICOMDIR.txt" in caplog.text
