@@ -32,6 +32,7 @@ from datasets.layouts import find_samples
 from datasets.noise.layout import VIEW_FILENAME
 from datasets.noise.simulate import NOISE_TYPES, corrupt_label_map, select_noisy_ids
 from datasets.noise.statistics import noise_precision
+from datasets.progress import progress
 
 MANIFEST = "manifest.json"
 
@@ -156,7 +157,7 @@ def _corrupt_records(
     """
     num_classes, beta = settings["num_classes"], settings["beta"]
     entries, pairs, masks = [], [], {}
-    for index, record in enumerate(records):
+    for index, record in enumerate(progress(records, "noise", unit="mask")):
         clean = read_mask(record.mask, num_classes)
         rng = np.random.default_rng([settings["seed"], index])
         entry: dict[str, Any] = {"id": record.id, "clean_mask": str(record.mask), "noisy": False}

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from datasets.atomic_io import atomic_write_json
+from datasets.progress import progress
 from datasets.volumes.io import IMAGE_NAME, LABEL_NAME, Volume, read_nifti, write_nifti
 
 # Names -> ids of each dataset's label volumes (data, not code).
@@ -176,7 +177,7 @@ def write_prepared(
     """Write scans (image, label) plus ``label_map.json`` and ``class_slice_index.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for sid, (image, label) in scans.items():
+    for sid, (image, label) in progress(scans.items(), "write"):
         check_same_grid(image.array, label.array, f"scan {sid}")
         write_nifti(out / sid / IMAGE_NAME, image.array.astype(np.float32), image.affine)
         write_nifti(out / sid / LABEL_NAME, label.array.astype(np.int16), label.affine)
@@ -204,7 +205,7 @@ def prepare_nifti_folder(
     if not images:
         raise FileNotFoundError(f"prepare_nifti_folder: no .nii/.nii.gz under {src / image_dir}")
     scans = {}
-    for path in images:
+    for path in progress(images, "read"):
         sid = path.name.split(".nii")[0]
         lab = src / label_dir / path.name
         if not lab.is_file():
@@ -217,7 +218,7 @@ def prepare_acdc(src: str | Path, out: str | Path) -> Path:
     """ACDC: ``src/patientXXX/patientXXX_frameYY.nii.gz`` + ``..._gt.nii.gz`` -> one scan per frame."""
     pattern = re.compile(r"^(patient\d{3}_frame\d{2})\.nii(\.gz)?$")
     scans = {}
-    for path in sorted(Path(src).glob("patient*/patient*_frame*.nii*")):
+    for path in progress(sorted(Path(src).glob("patient*/patient*_frame*.nii*")), "read"):
         match = pattern.match(path.name)
         if not match:
             continue
@@ -243,7 +244,7 @@ def prepare_sabs(
     if not images:
         raise FileNotFoundError(f"prepare_sabs: no img/img*.nii.gz under {src}")
     scans = {}
-    for path in images:
+    for path in progress(images, "read"):
         sid = path.name.split(".nii")[0][3:]
         lab_path = src / "label" / path.name.replace("img", "label", 1)
         image, label = read_nifti(path), read_nifti(lab_path, dtype=np.int64)
@@ -284,7 +285,7 @@ def prepare_chaos(
     if not patients:
         raise FileNotFoundError(f"prepare_chaos: no <pid>/T2SPIR under {src}")
     scans = {}
-    for t2 in patients:
+    for t2 in progress(patients, "read"):
         dcms, pngs = sorted((t2 / "DICOM_anon").glob("*.dcm")), sorted((t2 / "Ground").glob("*.png"))
         if len(dcms) != len(pngs) or not dcms:
             raise ValueError(
