@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from core.checkpoint_io import trust_checkpoints
 from datasets.image_io import write_png_atomic
+from datasets.preflight import check_records
+from datasets.records import SampleRecord
 from engine.predict.checkpoints import check_ensemble, load_prediction_model
 from engine.predict.inputs import InputItem, discover_inputs, read_image_input
 from engine.predict.options import PredictOptions
@@ -85,11 +87,14 @@ def _predict_images(
             rows.append(row)
         pending.clear()
 
+    unreadable = _preflight(items, predictor, options.progress)
     for item in items:
         start = time.perf_counter()
         paths = output_paths(out_dir, item.name, False, options.save_probs, options.overlay)
         try:
             _refuse_existing(paths, options.overwrite)
+            if item.path in unreadable:
+                raise ValueError(unreadable[item.path])
             image = read_image_input(item, predictor.in_channels)
         except (ValueError, FileNotFoundError) as err:
             failures.append(f"{item.path}: {err}")
@@ -102,6 +107,17 @@ def _predict_images(
         bar.update(1)
     flush()
     return rows, failures
+
+
+def _preflight(items: list[InputItem], predictor: Predictor, progress: bool) -> dict[Path, str]:
+    """The training pre-flight's check of every 2D input, in parallel before any inference.
+
+    Returns:
+        ``{path: what is wrong}`` of the inputs that cannot be read (they are skipped and listed).
+    """
+    records = [SampleRecord(item.name, Path(item.path), None) for item in items]
+    found = check_records(records, predictor.num_classes, predictor.in_channels, progress=progress)
+    return {failure.path: failure.message for failure in found}
 
 
 def _refuse_existing(paths: Any, overwrite: bool) -> None:
