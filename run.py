@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from core.errors import run_entry_point
 from engine.cli import FrameworkCLI, translate_argv
 from engine.export import is_export_call, run_export
+from engine.predict import is_predict_call, parse_predict_args, run_prediction
 from engine.run_dirs import remove_empty_run_dir
 
 # 128 + SIGTERM, the shell's convention for a process ended by that signal.
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         an export alone returns ``{"exported", ...}``.
     """
     args = translate_argv(sys.argv[1:] if argv is None else argv)
+    if is_predict_call(args):  # no trainer, model or data: the prediction flags alone
+        return run_prediction(parse_predict_args(args))
     if is_export_call(args):
         return run_export(args)
     cli = FrameworkCLI(args=args)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return cli.execute()
     except BaseException:
         # A start that failed before writing anything leaves no empty runs/<name>/version_N behind.
-        if cli.predict_options is None and cli.resume_version is None:
+        if cli.resume_version is None:
             remove_empty_run_dir(cli.trainer.log_dir)
         raise
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from engine.export import check_format, export_weights
 from engine.loggers import OfflineWandbLogger, ResumableCSVLogger
 from engine.overrides import apply_policy, reject_default_root_dir
 from engine.parser import FrameworkParser, prefer_int_over_float, translate_argv
-from engine.predict import PredictOptions, is_predict_call, parse_predict_args, run_prediction
 from engine.run_dirs import finished_run, resolve_resume
 from models.task import TaskModule
 
@@ -31,20 +29,12 @@ __all__ = ["FrameworkCLI", "translate_argv"]
 class FrameworkCLI(LightningCLI):
     """LightningCLI configured for the framework (``run=False``; :meth:`execute` runs fit + test).
 
-    With ``--predict`` the arguments are the prediction flags (:mod:`engine.predict`) instead: no
-    trainer, model or data is configured, and :meth:`execute` predicts.
+    ``run.py --predict`` and ``run.py --export FMT --output FILE`` do not come here: they need no
+    trainer, model or data (see ``run.main``).
     """
 
     def __init__(self, args: list[str] | None = None, instantiate: bool = True) -> None:
         self._instantiate = instantiate
-        argv = list(sys.argv[1:] if args is None else args)
-        self.predict_options: PredictOptions | None = None
-        if is_predict_call(argv):
-            self.predict_options = parse_predict_args(argv)
-            # Prediction makes no run directory: a failure has no empty version_N to remove (run.py
-            # removes one only for a fresh run, resume_version None).
-            self.resume_ckpt, self.resume_version = None, "predict"
-            return
         super().__init__(
             model_class=TaskModule,
             datamodule_class=L.LightningDataModule,
@@ -152,6 +142,8 @@ class FrameworkCLI(LightningCLI):
         """Apply the (k, n) policy names and resolve ``--resume`` to a checkpoint and run version."""
         reject_default_root_dir(self.config)
         check_format(self.config["export"])
+        if self.config["evaluate"] and not self.config["ckpt"]:
+            raise ValueError("--evaluate needs --ckpt PATH (a checkpoint written by a previous run)")
         trust_checkpoints(bool(self.config["trust_checkpoint"]))
         apply_policy(self.config, self.config.get("aug_k"), self.config.get("aug_n"))
         self.resume_ckpt, self.resume_version = resolve_resume(self.config.get("resume"), self.experiment_dir)
@@ -204,12 +196,7 @@ class FrameworkCLI(LightningCLI):
         return loggers
 
     def execute(self) -> dict[str, Any]:
-        """Fit (resuming when asked) then test the best checkpoint, or test ``--ckpt`` with ``--evaluate``.
-
-        With ``--predict``: predict ``--input`` into ``--output`` (see :func:`engine.predict.run_prediction`).
-        """
-        if self.predict_options is not None:
-            return run_prediction(self.predict_options)
+        """Fit (resuming when asked) then test the best checkpoint, or test ``--ckpt`` with ``--evaluate``."""
         trainer, model, data = self.trainer, self.model, self.datamodule
         done = None if self.config["evaluate"] or self.config["retest"] else self.resume_ckpt
         if (finished := finished_run(done, trainer.max_epochs, trainer.max_steps)) is not None:
@@ -218,11 +205,7 @@ class FrameworkCLI(LightningCLI):
         skip, progress = bool(self.config.get("skip_checks")), trainer.progress_bar_callback is not None
         preflight_datamodule(data, self.config["runs_dir"], skip=skip, progress=progress)
         best: str | None = None
-        if self.config["evaluate"]:
-            if not self.config["ckpt"]:
-                raise ValueError("--evaluate needs --ckpt PATH (a checkpoint written by a previous run)")
-            if not Path(self.config["ckpt"]).is_file():
-                raise FileNotFoundError(f"--ckpt {self.config['ckpt']} does not exist")
+        if self.config["evaluate"]:  # --ckpt was checked before instantiation (it exists and is safe)
             best = self.config["ckpt"]
         elif model.needs_fit:
             with safe_loading() as weights_only:

@@ -16,18 +16,22 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from datasets.superpixels.runs import _link_rows, find_root, number_roots, paint_runs, run_pieces, union_sets
+from datasets.superpixels.runs import (
+    find_root,
+    link_pieces,
+    number_roots,
+    paint_runs,
+    run_buffers,
+    run_pieces,
+    union_sets,
+)
 
 
 @numba.njit(cache=True)
 def _pieces_unmasked(labels):
     # run_pieces for a map without mask: each row's runs found without branches (run ends compacted).
     h, w = labels.shape
-    cap = h * w
-    run_y = np.empty(cap, dtype=np.int32)
-    run_x0 = np.empty(cap, dtype=np.int32)
-    run_x1 = np.empty(cap, dtype=np.int32)
-    row_start = np.empty(h + 1, dtype=np.int64)
+    run_y, run_x0, run_x1, row_start = run_buffers(h, w)
     n = 0
     for y in range(h):
         row_start[y] = n
@@ -44,10 +48,7 @@ def _pieces_unmasked(labels):
             if r > first:
                 run_x0[r] = run_x1[r - 1]
     row_start[h] = n
-    parent = np.arange(n)
-    _link_rows(labels, run_x0, run_x1, row_start, parent, h, False)
-    piece = np.empty(n, dtype=np.int64)
-    n_pieces = number_roots(parent, piece)
+    piece, n_pieces = link_pieces(labels, run_x0, run_x1, row_start, n, False)
     return run_y, run_x0, run_x1, n, piece, n_pieces, row_start
 
 

@@ -118,18 +118,29 @@ def run_pieces(labels, inside, eight):
         ``(run_y, run_x0, run_x1, n_runs, piece, n_pieces)``: the runs (row, start, end), the piece of
         each run and the number of pieces, numbered in raster order of their first pixel.
     """
-    h, w = labels.shape
+    run_y, run_x0, run_x1, row_start = run_buffers(*labels.shape)
+    n_runs = _row_runs(labels, inside, run_y, run_x0, run_x1, row_start)
+    piece, n_pieces = link_pieces(labels, run_x0, run_x1, row_start, n_runs, eight)
+    return run_y, run_x0, run_x1, n_runs, piece, n_pieces
+
+
+@numba.njit(cache=True)
+def run_buffers(h, w):
+    """Room for every run of an ``h x w`` map: ``(run_y, run_x0, run_x1, row_start)``."""
     cap = h * w
     run_y = np.empty(cap, dtype=np.int32)
     run_x0 = np.empty(cap, dtype=np.int32)
     run_x1 = np.empty(cap, dtype=np.int32)
-    row_start = np.empty(h + 1, dtype=np.int64)
-    n_runs = _row_runs(labels, inside, run_y, run_x0, run_x1, row_start)
+    return run_y, run_x0, run_x1, np.empty(h + 1, dtype=np.int64)
+
+
+@numba.njit(cache=True)
+def link_pieces(labels, run_x0, run_x1, row_start, n_runs, eight):
+    """Connected pieces of the runs (equal label, touching rows): ``(piece of each run, n_pieces)``."""
     parent = np.arange(n_runs)
-    _link_rows(labels, run_x0, run_x1, row_start, parent, h, eight)
+    _link_rows(labels, run_x0, run_x1, row_start, parent, labels.shape[0], eight)
     piece = np.empty(n_runs, dtype=np.int64)
-    n_pieces = number_roots(parent, piece)
-    return run_y, run_x0, run_x1, n_runs, piece, n_pieces
+    return piece, number_roots(parent, piece)
 
 
 @numba.njit(cache=True)

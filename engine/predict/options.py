@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -125,26 +125,12 @@ def parse_predict_args(argv: list[str]) -> PredictOptions:
         raise ValueError(f"--overlay_every must be >= 1, got {ns.overlay_every}")
     if ns.window is not None and ns.window[0] >= ns.window[1]:
         raise ValueError(f"--window needs LOW < HIGH, got {ns.window[0]} {ns.window[1]}")
-    return PredictOptions(
-        ckpts=list(ns.ckpt),
-        input=ns.input,
-        output=ns.output,
-        config=merge_configs(ns.config),
-        palette=ns.palette,
-        save_probs=ns.save_probs,
-        overlay=ns.overlay,
-        overlay_every=ns.overlay_every,
-        tta=ns.tta,
-        mode=ns.mode,
-        overlap=ns.overlap,
-        window=list(ns.window) if ns.window is not None else None,
-        slice_axis=ns.slice_axis,
-        view=ns.view,
-        batch_size=ns.batch_size,
-        device=ns.device,
-        amp=ns.amp,
-        noisy_net=ns.noisy_net,
-        overwrite=ns.overwrite,
-        trust_checkpoint=ns.trust_checkpoint,
-        progress=not ns.no_progress,
-    )
+    # The flags are the option fields by name; these four are converted or renamed.
+    special = {
+        "ckpts": list(ns.ckpt),
+        "config": merge_configs(ns.config),
+        "window": list(ns.window) if ns.window is not None else None,
+        "progress": not ns.no_progress,
+    }
+    names = [f.name for f in fields(PredictOptions)]
+    return PredictOptions(**{name: special[name] if name in special else getattr(ns, name) for name in names})
