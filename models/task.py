@@ -14,7 +14,9 @@ What the engine relies on, declared here once:
   ``forward`` gives class scores whose (resized) argmax is the test prediction.
   :meth:`TaskModule.predict_log_probs` turns them into log-probabilities ``[B, C, H, W]`` (what
   ``run.py --predict`` averages and resizes, so its masks are the test's masks) and ``predict_step``
-  into probabilities; the other families say why they cannot predict.
+  into probabilities; the other families say why they cannot predict. A family that segments a
+  query from a support set (few-shot) sets ``segments_from_support`` instead: ``run.py --predict``
+  then takes ``--support``/``--support_label`` and calls its ``forward(support, support_mask, query)``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class TaskModule(L.LightningModule):
     needs_fit: ClassVar[bool] = True
     has_test: ClassVar[bool] = True
     predicts_segmentation: ClassVar[bool] = False
+    segments_from_support: ClassVar[bool] = False
     default_optim: ClassVar[OptimConfig] = OptimConfig()
 
     def __init__(self, optim: OptimConfig | dict[str, Any] | None = None) -> None:

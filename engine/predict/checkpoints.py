@@ -17,7 +17,7 @@ from datasets.preprocess import InferenceConfig
 from models.task import TaskModule
 
 # Arguments that load other files at construction; their weights are in the checkpoint already.
-_FILE_ARGS = ("pretrained", "teacher_checkpoint", "encoder_checkpoint", "init_checkpoint")
+_FILE_ARGS = ("pretrained", "teacher_checkpoint", "encoder_checkpoint", "init_checkpoint", "weights_path")
 # State-dict prefixes of modules that are not rebuilt for prediction (a KD teacher).
 _DROPPED_PREFIXES = ("teacher.",)
 
@@ -84,7 +84,7 @@ def refuse_non_segmentation(path: str, cls: type) -> None:
     if cls.__module__.startswith("models.fewshot"):
         raise ValueError(
             f"{path}: this checkpoint is a few-shot model ({name}); it segments queries from a support "
-            "set, which --predict does not take yet (use --evaluate with its config)"
+            "set: give --support IMAGE|VOLUME and --support_label MASK|LABEL (and no other kind of --ckpt)"
         )
     raise ValueError(f"{path}: the task {name} does not predict segmentations")
 
@@ -141,13 +141,65 @@ def _image_size(path: str, data_args: dict[str, Any]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def load_prediction_model(path: str, config: dict[str, Any], noisy_net: str | None = None) -> PredictionModel:
+def read_task_checkpoint(path: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], type]:
+    """Read a checkpoint and import its task class.
+
+    Args:
+        path: Lightning checkpoint written by ``run.py``.
+        config: Merged ``--cfg`` content (names the class when the checkpoint does not).
+
+    Returns:
+        ``(checkpoint, hyper_parameters, task class)``.
+
+    Raises:
+        FileNotFoundError: If the checkpoint does not exist.
+        ValueError: For a file that is not a Lightning checkpoint or names no importable task class.
+    """
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); expected a run.py .ckpt file")
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    return ckpt, hparams, _task_class(path, hparams, config)
+
+
+def build_task_module(
+    path: str, ckpt: dict[str, Any], cls: type, config: dict[str, Any], noisy_net: str | None = None
+) -> TaskModule:
+    """The task module rebuilt from the checkpoint's hyper-parameters, weights loaded, in eval mode.
+
+    Raises:
+        ValueError: If the hyper-parameters do not build the class or the weights do not fit it.
+    """
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    try:
+        module = cls(**_init_kwargs(cls, hparams, config, noisy_net))
+    except TypeError as err:
+        raise ValueError(f"{path}: cannot rebuild {cls.__name__} from its hyper-parameters: {err}") from err
+    _load_weights(path, module, ckpt["state_dict"])
+    return module.eval()
+
+
+def data_arguments(ckpt: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The data module's arguments: the checkpoint's, completed by the config's ``data.init_args``."""
+    data_args = dict(ckpt.get("datamodule_hyper_parameters") or {})
+    for key, value in _section(_section(config, "data"), "init_args").items():
+        data_args.setdefault(key, value)
+    return data_args
+
+
+def load_prediction_model(
+    path: str,
+    config: dict[str, Any],
+    noisy_net: str | None = None,
+    read: tuple[dict[str, Any], dict[str, Any], type] | None = None,
+) -> PredictionModel:
     """Rebuild the task module of a checkpoint and its preprocessing.
 
     Args:
         path: Lightning checkpoint written by ``run.py``.
         config: Merged ``--cfg`` content (used only where the checkpoint lacks a value).
         noisy_net: For noisy-label checkpoints: ``net1``, ``net2`` or ``mean`` (default: the checkpoint's).
+        read: :func:`read_task_checkpoint`'s result when the checkpoint was read already.
 
     Returns:
         The model with its image size, channels, classes and inference settings.
@@ -157,21 +209,10 @@ def load_prediction_model(path: str, config: dict[str, Any], noisy_net: str | No
         ValueError: For a pretext/few-shot checkpoint, a checkpoint without class or image size (and no
             config giving them), or weights that do not fit.
     """
-    ckpt = read_checkpoint(path)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); expected a run.py .ckpt file")
-    hparams = dict(ckpt.get("hyper_parameters") or {})
-    cls = _task_class(path, hparams, config)
+    ckpt, hparams, cls = read if read is not None else read_task_checkpoint(path, config)
     refuse_non_segmentation(path, cls)
-    try:
-        module = cls(**_init_kwargs(cls, hparams, config, noisy_net))
-    except TypeError as err:
-        raise ValueError(f"{path}: cannot rebuild {cls.__name__} from its hyper-parameters: {err}") from err
-    _load_weights(path, module, ckpt["state_dict"])
-    module.eval()
-    data_args = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    for key, value in _section(_section(config, "data"), "init_args").items():
-        data_args.setdefault(key, value)
+    module = build_task_module(path, ckpt, cls, config, noisy_net)
+    data_args = data_arguments(ckpt, config)
     in_channels = int(hparams.get("in_channels", data_args.get("in_channels", 3)))
     num_classes = max(int(hparams.get("num_classes", data_args.get("num_classes", 2))), 2)
     return PredictionModel(

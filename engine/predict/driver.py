@@ -20,7 +20,10 @@ from core.checkpoint_io import trust_checkpoints
 from datasets.image_io import write_png_atomic
 from datasets.preflight import check_records
 from datasets.records import SampleRecord
-from engine.predict.checkpoints import check_ensemble, load_prediction_model
+from engine.predict.checkpoints import check_ensemble, load_prediction_model, read_task_checkpoint
+from engine.predict.fewshot import FewShotRun
+from engine.predict.fewshot_driver import predict_fewshot
+from engine.predict.fewshot_model import check_fewshot_ensemble, is_fewshot_task, load_fewshot_model
 from engine.predict.inputs import InputItem, discover_inputs, read_image_input
 from engine.predict.options import PredictOptions
 from engine.predict.runner import Predictor, resolve_device
@@ -39,9 +42,18 @@ from engine.predict.writers import (
 log = logging.getLogger(__name__)
 
 
-def build_predictor(options: PredictOptions) -> Predictor:
-    """Load the checkpoints (checked to agree) into a :class:`Predictor` on the chosen device."""
-    models = [load_prediction_model(path, options.config, options.noisy_net) for path in options.ckpts]
+def build_predictor(options: PredictOptions, read: list[tuple] | None = None) -> Predictor:
+    """Load the checkpoints (checked to agree) into a :class:`Predictor` on the chosen device.
+
+    Args:
+        options: The prediction flags.
+        read: :func:`read_task_checkpoint`'s result per ``--ckpt`` when they were read already.
+    """
+    read = read or [None] * len(options.ckpts)
+    models = [
+        load_prediction_model(path, options.config, options.noisy_net, done)
+        for path, done in zip(options.ckpts, read, strict=True)
+    ]
     check_ensemble(models)
     for model in models:
         overrides = {"window": options.window, "slice_axis": options.slice_axis, "view": options.view}
@@ -147,6 +159,45 @@ def _predict_volumes(
     return rows, failures
 
 
+def _predict_all(
+    items: list[InputItem], predictor: Predictor, options: PredictOptions, out_dir: Path
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Images in batches, then volumes one by one; returns CSV rows and failure lines."""
+    images = [i for i in items if i.kind == "image"]
+    volumes = [i for i in items if i.kind != "image"]
+    with tqdm(total=len(items), unit="img", desc="predict", disable=not options.progress) as bar:
+        rows, failures = _predict_images(images, predictor, options, out_dir, bar)
+        more_rows, more_failures = _predict_volumes(volumes, predictor, options, out_dir, bar)
+    return rows + more_rows, failures + more_failures
+
+
+def _fewshot_run(options: PredictOptions, read: list[tuple], fewshot: list[bool]) -> FewShotRun:
+    """The few-shot checkpoints (all of them few-shot, agreeing) with the inference flags."""
+    if not all(fewshot):
+        other = next(path for path, is_fs in zip(options.ckpts, fewshot, strict=True) if not is_fs)
+        first = next(path for path, is_fs in zip(options.ckpts, fewshot, strict=True) if is_fs)
+        raise ValueError(
+            f"--ckpt {first} is a few-shot checkpoint and --ckpt {other} is not; ensemble one kind"
+        )
+    if options.noisy_net is not None or options.mode is not None:
+        raise ValueError("--noisy_net and --mode apply to segmentation checkpoints, not few-shot ones")
+    models = [
+        load_fewshot_model(path, ckpt, cls, options.config)
+        for path, (ckpt, _, cls) in zip(options.ckpts, read, strict=True)
+    ]
+    check_fewshot_ensemble(models)
+    return FewShotRun(models, options.tta, options.batch_size, resolve_device(options.device), options.amp)
+
+
+def _refuse_fewshot_flags(options: PredictOptions) -> None:
+    names = ("support", "support_label", "organs", "label_map", "query_range", "support_window")
+    given = [f"--{name}" for name in names if getattr(options, name)]
+    if given or options.no_clip:
+        raise ValueError(
+            f"{' '.join(given) or '--no_clip'} apply to few-shot checkpoints only ({options.ckpts[0]} is not)"
+        )
+
+
 def run_prediction(options: PredictOptions) -> dict[str, Any]:
     """Predict every input of ``options`` and write the outputs and ``predictions.csv``.
 
@@ -160,20 +211,24 @@ def run_prediction(options: PredictOptions) -> dict[str, Any]:
     """
     started = time.perf_counter()
     trust_checkpoints(options.trust_checkpoint)
-    predictor = build_predictor(options)
-    if options.palette == "binary":
-        mask_values(np.zeros((1, 1), np.int64), predictor.num_classes, "binary")
+    read = [read_task_checkpoint(path, options.config) for path in options.ckpts]
+    fewshot = [is_fewshot_task(cls) for _, _, cls in read]
+    if any(fewshot):
+        run = _fewshot_run(options, read, fewshot)
+    else:
+        _refuse_fewshot_flags(options)
+        predictor = build_predictor(options, read)
+        if options.palette == "binary":
+            mask_values(np.zeros((1, 1), np.int64), predictor.num_classes, "binary")
     items = discover_inputs(options.input)
     out_dir = Path(options.output)
     csv_path = out_dir / CSV_NAME
     if csv_path.exists() and not options.overwrite:
         raise ValueError(f"{csv_path} exists; pass --overwrite or choose another --output")
-    images = [i for i in items if i.kind == "image"]
-    volumes = [i for i in items if i.kind != "image"]
-    with tqdm(total=len(items), unit="img", desc="predict", disable=not options.progress) as bar:
-        rows, failures = _predict_images(images, predictor, options, out_dir, bar)
-        more_rows, more_failures = _predict_volumes(volumes, predictor, options, out_dir, bar)
-    rows, failures = rows + more_rows, failures + more_failures
+    if any(fewshot):
+        rows, failures = predict_fewshot(items, run, options)
+    else:
+        rows, failures = _predict_all(items, predictor, options, out_dir)
     write_csv(out_dir, rows)
     seconds = time.perf_counter() - started
     print(

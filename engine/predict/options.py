@@ -39,6 +39,13 @@ class PredictOptions:
     overwrite: bool = False
     trust_checkpoint: bool = False
     progress: bool = True
+    support: str | None = None
+    support_label: str | None = None
+    organs: list[str] | None = None
+    label_map: str | None = None
+    query_range: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    support_window: list[float] | None = None
+    no_clip: bool = False
 
 
 def is_predict_call(argv: list[str]) -> bool:
@@ -84,7 +91,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="Replace existing output files.")
     p.add_argument("--trust_checkpoint", action="store_true", help="Allow pickled code in checkpoints.")
     p.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    fewshot = p.add_argument_group("few-shot checkpoints (ALPNet)")
+    fewshot.add_argument("--support", default=None, help="Support image, NIfTI file or DICOM series.")
+    fewshot.add_argument("--support_label", default=None, help="Its mask (2D) or label volume (NIfTI/DICOM).")
+    fewshot.add_argument("--organs", nargs="+", default=None, help="Classes to segment (default: every id).")
+    fewshot.add_argument("--label_map", default=None, help="Organ ids: a registered map or a JSON file.")
+    fewshot.add_argument(
+        "--query_range",
+        action="append",
+        default=[],
+        metavar="ORGAN=Z0:Z1|all",
+        help="Query slices of a class.",
+    )
+    fewshot.add_argument(
+        "--support_window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="Support window."
+    )
+    fewshot.add_argument("--no_clip", action="store_true", help="Volumes without a window keep raw values.")
     return p
+
+
+def parse_query_ranges(values: list[str]) -> dict[str, tuple[int, int] | None]:
+    """``ORGAN=Z0:Z1`` (inclusive slices) or ``ORGAN=all`` per value.
+
+    Raises:
+        ValueError: For a malformed value, a reversed or negative range, or an organ given twice.
+    """
+    out: dict[str, tuple[int, int] | None] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep or not name or name in out:
+            raise ValueError(f"--query_range {value!r}: expected ORGAN=Z0:Z1 or ORGAN=all, once per organ")
+        if spec == "all":
+            out[name] = None
+            continue
+        try:
+            z0, z1 = (int(v) for v in spec.split(":"))
+        except ValueError:
+            raise ValueError(f"--query_range {value!r}: expected ORGAN=Z0:Z1 with integers") from None
+        if not 0 <= z0 <= z1:
+            raise ValueError(f"--query_range {value!r}: expected 0 <= Z0 <= Z1")
+        out[name] = (z0, z1)
+    return out
 
 
 def merge_configs(values: list[str]) -> dict[str, Any]:
@@ -123,13 +170,16 @@ def parse_predict_args(argv: list[str]) -> PredictOptions:
         raise ValueError(f"--overlap must be in [0, 1), got {ns.overlap}")
     if ns.overlay_every < 1:
         raise ValueError(f"--overlay_every must be >= 1, got {ns.overlay_every}")
-    if ns.window is not None and ns.window[0] >= ns.window[1]:
-        raise ValueError(f"--window needs LOW < HIGH, got {ns.window[0]} {ns.window[1]}")
-    # The flags are the option fields by name; these four are converted or renamed.
+    for flag, window in (("--window", ns.window), ("--support_window", ns.support_window)):
+        if window is not None and window[0] >= window[1]:
+            raise ValueError(f"{flag} needs LOW < HIGH, got {window[0]} {window[1]}")
+    # The flags are the option fields by name; these are converted or renamed.
     special = {
         "ckpts": list(ns.ckpt),
         "config": merge_configs(ns.config),
         "window": list(ns.window) if ns.window is not None else None,
+        "support_window": list(ns.support_window) if ns.support_window is not None else None,
+        "query_range": parse_query_ranges(ns.query_range),
         "progress": not ns.no_progress,
     }
     names = [f.name for f in fields(PredictOptions)]

@@ -117,6 +117,7 @@ class ALPNetModule(TaskModule):
     """
 
     monitor: ClassVar[Monitor] = Monitor("train/iterations", "max")
+    segments_from_support: ClassVar[bool] = True
     default_optim: ClassVar[OptimConfig] = ALPNET_OPTIM
 
     def __init__(
