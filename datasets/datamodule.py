@@ -6,11 +6,14 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Sampler
 
 from datasets.layouts import LAYOUTS, find_samples
+from datasets.patch_pipeline import PatchPlan, WindowSpec, resolve_patches, stage_pipeline
+from datasets.patches import PatchConfig
 from datasets.preprocess import InferenceConfig
 from datasets.records import SPLIT_NAMES, SampleRecord, kfold_split, read_split_file, subsample
 from datasets.samplers import EpochShuffleSampler, ResumableDataLoader
@@ -53,7 +56,12 @@ class SegmentationDataModule(L.LightningDataModule):
             the LightningModule); None serves none.
         inference: How ``run.py --predict`` applies the trained model to new data (resize or sliding
             windows, the intensity window and slice view of volumes); saved in the checkpoint's
-            ``datamodule_hyper_parameters``. None: the defaults of ``InferenceConfig``.
+            ``datamodule_hyper_parameters``. None: the defaults of ``InferenceConfig`` (with
+            ``sampling: patch``: ``mode: sliding``).
+        sampling: ``resize`` (every image resized to ``image_size``) or ``patch``: training on patches
+            cut at native resolution with foreground oversampling, validation and test on whole
+            images by sliding windows (see :mod:`datasets.patches`).
+        patches: Options of ``sampling: patch`` (:class:`~datasets.patches.PatchConfig`); None: defaults.
     """
 
     def __init__(
@@ -78,17 +86,28 @@ class SegmentationDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         superpixels: SuperpixelConfig | None = None,
         inference: InferenceConfig | None = None,
+        sampling: Literal["resize", "patch"] = "resize",
+        patches: PatchConfig | None = None,
     ) -> None:
         super().__init__()
         _check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.patching: PatchPlan | None = resolve_patches(sampling, patches, size, superpixels)
         self.save_hyperparameters()
+        if self.patching is not None:
+            # What `run.py --predict` reads from the checkpoint: the network's input size is the patch,
+            # applied by sliding windows unless the config chose an inference mode itself.
+            self.hparams["image_size"] = list(self.patching.patch)
+            if inference is None:
+                self.hparams["inference"] = {"mode": "sliding", "overlap": self.patching.config.overlap}
         self.root = root
         self.layout = layout
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.image_size = size
+        self.sampling = sampling
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.train_transforms = train_transforms
@@ -189,7 +208,11 @@ class SegmentationDataModule(L.LightningDataModule):
             self._extra_maps = hook
 
         def make(records: Sequence[SampleRecord], transform_stage: str) -> SegmentationDataset:
-            transform = build_transforms(self.train_transforms, self.image_size, transform_stage)
+            spatial = None
+            if self.patching is None:
+                transform = build_transforms(self.train_transforms, self.image_size, transform_stage)
+            else:
+                transform, spatial = stage_pipeline(self.patching, self.train_transforms, transform_stage)
             return SegmentationDataset(
                 records,
                 self.num_classes,
@@ -198,12 +221,18 @@ class SegmentationDataModule(L.LightningDataModule):
                 transform_stage,
                 self.seed,
                 self._extra_maps,
+                spatial,
             )
 
         self.train_dataset = make(self.splits["train"], "train")
         self.val_dataset = make(self.splits["val"], "val")
         self.test_dataset = make(self.splits[self.test_split], "test")
         log.info("%s", self.describe())
+
+    @property
+    def eval_window(self) -> WindowSpec | None:
+        """Sliding-window settings of val/test with ``sampling: patch``; None when images are resized."""
+        return self.patching.window if self.patching is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the training dataset (for loaders whose sampler was replaced, e.g. DDP)."""
@@ -223,7 +252,12 @@ class SegmentationDataModule(L.LightningDataModule):
         return (
             f"SegmentationDataModule({self.layout} at {self.root}): {sizes}{extra}; "
             f"test loader serves '{self.test_split}'; {self.num_classes} classes, "
-            f"{self.in_channels} channels, size {self.image_size}"
+            f"{self.in_channels} channels, "
+            + (
+                f"size {self.image_size}"
+                if self.patching is None
+                else f"patches {self.patching.patch} at native resolution, sliding-window val/test"
+            )
         )
 
     def _loader(
@@ -232,12 +266,13 @@ class SegmentationDataModule(L.LightningDataModule):
         sampler: Sampler | None,
         drop_last: bool,
         loader_class: type[DataLoader] = DataLoader,
+        batch_size: int | None = None,
     ) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before requesting a dataloader")
         return loader_class(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             sampler=sampler,
             shuffle=False,
             drop_last=drop_last,
@@ -260,12 +295,17 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader(self.train_dataset, sampler, drop_last, ResumableDataLoader)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation loader in file order."""
-        return self._loader(self.val_dataset, None, False)
+        """Validation loader in file order (one whole image per batch with ``sampling: patch``)."""
+        return self._loader(self.val_dataset, None, False, batch_size=self._eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         """Test loader in file order; batches carry ``orig_mask``/``orig_size`` lists."""
-        return self._loader(self.test_dataset, None, False)
+        return self._loader(self.test_dataset, None, False, batch_size=self._eval_batch_size)
+
+    @property
+    def _eval_batch_size(self) -> int:
+        # Whole native-resolution images differ in size; their windows are batched instead.
+        return 1 if self.patching is not None else self.batch_size
 
 
 def _check_args(

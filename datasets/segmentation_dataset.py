@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.image_io import read_image, read_mask
+from datasets.patches import SpatialStep, patch_rng
 from datasets.preprocess import normalise_image
 from datasets.records import SampleRecord
 from datasets.transforms import STAGES, sample_seed, seed_transform
@@ -46,6 +47,9 @@ class SegmentationDataset(Dataset):
         seed: Base seed of the augmentation.
         extra_maps: Called with the record and the un-augmented ``HxWxC`` image; returns named
             ``HxW`` integer maps (e.g. superpixels) transformed like the mask and returned as int64.
+        spatial: Applied to the image, mask and extra maps at native resolution before ``transform``
+            (``data.sampling: patch``: the patch crop), with a generator seeded from
+            ``(seed, epoch, index)`` (:func:`datasets.patches.patch_rng`).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class SegmentationDataset(Dataset):
         stage: str,
         seed: int = 0,
         extra_maps: ExtraMapsFn | None = None,
+        spatial: SpatialStep | None = None,
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown stage '{stage}'; expected one of {STAGES}")
@@ -69,6 +74,7 @@ class SegmentationDataset(Dataset):
         self.stage = stage
         self.seed = seed
         self.extra_maps = extra_maps
+        self.spatial = spatial
         self.epoch = 0
         self._registered_targets: set[str] = set()
 
@@ -138,6 +144,8 @@ class SegmentationDataset(Dataset):
             targets["mask"] = _as_int32(mask, str(record.mask))
         extra = self._extra_targets(record, image)
         targets.update(extra)
+        if self.spatial is not None:
+            targets = self.spatial(targets, record, patch_rng(self.seed, epoch, index))
         if self.transform is not None:
             self._register(list(extra))
             seed_transform(self.transform, sample_seed(self.seed, epoch, index))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.inference.patch_eval import data_eval_window, eval_logits
 from models.losses import apply_loss, create_loss
 from models.losses.distillation import DistillationLoss
 from models.metric_collection import SegmentationMetrics
@@ -114,7 +115,10 @@ class SegmentationModule(TaskModule):
         return out[0] if isinstance(out, (list, tuple)) else out
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, Tensor]:
-        out = self.net(batch["image"])
+        if stage == "train" or data_eval_window(self) is None:
+            out = self.net(batch["image"])
+        else:  # data.sampling: patch: whole native-resolution images by sliding windows
+            out = eval_logits(self, batch["image"], self.num_classes)
         loss = apply_loss(self.loss_fn, out, batch["mask"])
         logits = out[0] if isinstance(out, (list, tuple)) else out
         if self.teacher is not None and stage == "train":
@@ -151,10 +155,13 @@ class SegmentationModule(TaskModule):
         log_validation_metrics(self, self.val_metrics)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Per-image metrics at each image's ORIGINAL resolution (logits are resized, not the masks)."""
+        """Per-image metrics at each image's ORIGINAL resolution (logits are resized, not the masks).
+
+        With ``data.sampling: patch`` the logits come from sliding windows over the whole image.
+        """
         self.add_test_rows(
             test_rows(
-                self(batch["image"]),
+                eval_logits(self, batch["image"], self.num_classes),
                 batch,
                 max(self.num_classes, 2),
                 self.hparams.include_background,

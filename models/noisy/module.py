@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from datasets.image_io import write_png_atomic
+from datasets.patch_pipeline import stage_pipeline
 from datasets.segmentation_dataset import SegmentationDataset
 from datasets.transforms import build_transforms
+from models.inference.patch_eval import eval_logits
 from models.metric_collection import SegmentationMetrics
 from models.networks.registry import create_model
 from models.noisy.jocor import class_balance_weights
@@ -144,7 +146,7 @@ class NoisyLabelSegmentation(TaskModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image metrics of the evaluated network at each image's original resolution."""
         classes, hp = max(self.num_classes, 2), self.hparams
-        logits = self(batch["image"])
+        logits = eval_logits(self, batch["image"], self.num_classes)
         self.add_test_rows(test_rows(logits, batch, classes, hp.include_background, hp.hd95_in_test))
 
     def on_validation_epoch_end(self) -> None:
@@ -153,7 +155,7 @@ class NoisyLabelSegmentation(TaskModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Validation loss and metrics of the evaluated network (against the clean val labels)."""
-        logits = self(batch["image"])
+        logits = eval_logits(self, batch["image"], self.num_classes)
         loss = F.cross_entropy(logits, batch["mask"])
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=logits.shape[0])
         preds = logits_to_labels(logits)
@@ -257,9 +259,13 @@ class NoisyLabelSegmentation(TaskModule):
                 "refinement needs a set-up DataModule whose data.superpixels is source cpu/cache"
             )
         records = list({r.id: r for r in dm.train_dataset.records}.values())
-        transform = build_transforms(dm.train_transforms, dm.image_size, "val")
+        spatial = None
+        if getattr(dm, "patching", None) is None:
+            transform = build_transforms(dm.train_transforms, dm.image_size, "val")
+        else:  # patch-trained nets see whole images at native resolution (fully convolutional)
+            transform, spatial = stage_pipeline(dm.patching, dm.train_transforms, "val")
         dataset = SegmentationDataset(
-            records, dm.num_classes, dm.in_channels, transform, "val", dm.seed, hook
+            records, dm.num_classes, dm.in_channels, transform, "val", dm.seed, hook, spatial
         )
         stats = update_flips(self.nets, dataset, self.flips, self.hparams.refine_threshold, self.device)
         self.refine_rounds += 1
