@@ -13,7 +13,12 @@ class absent in target AND pred    NaN (excluded from means) if ``ignore_empty``
 absent in target but predicted     Dice = IoU = precision = recall = 0 (false alarm)
 present in target, not predicted   Dice = IoU = recall = 0, precision = 0 (complete miss)
 no negatives (class fills image)   specificity = 1 (there was nothing to mislabel)
+prediction or target empty         HD95 = NaN, flagged ``pred`` / ``target`` / ``both``
 =================================  =====================================================
+
+HD95 has no value when a side has no surface: it is NaN (never a stand-in distance) and the row's
+``hd95_empty`` column says which side was empty, so means over images skip it visibly
+(:func:`models.test_rows.summarise_rows` counts the excluded rows).
 
 Background (class 0) is excluded unless ``include_background=True``, so an all-background image
 predicted as all background yields NaN (ignored) rather than an inflated Dice of 1.
@@ -212,6 +217,26 @@ def compute_hd95(
     return float(np.percentile(distances, percentile))
 
 
+def hd95_empty_side(pred_mask: np.ndarray, target_mask: np.ndarray) -> str:
+    """Which side of an HD95 comparison has no pixel: ``pred``, ``target``, ``both`` or ``""`` (neither)."""
+    pred_empty, target_empty = not np.any(pred_mask), not np.any(target_mask)
+    if pred_empty and target_empty:
+        return "both"
+    return "pred" if pred_empty else "target" if target_empty else ""
+
+
+def _hd95_columns(
+    pred: np.ndarray, target: np.ndarray, classes: list[int], spacing: Sequence[float], valid: np.ndarray
+) -> tuple[torch.Tensor, list[str]]:
+    values, flags = [], []
+    for c in classes:
+        pred_c, target_c = (pred == c) & valid, (target == c) & valid
+        flag = hd95_empty_side(pred_c, target_c)
+        values.append(math.nan if flag else compute_hd95(pred_c, target_c, spacing))
+        flags.append(flag)
+    return torch.tensor(values, dtype=torch.float64), flags
+
+
 def per_image_metrics(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -221,7 +246,7 @@ def per_image_metrics(
     spacing: Sequence[float] = (1.0, 1.0),
     ignore_empty: bool = True,
     ignore_index: int | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """All metrics of one image: class means plus, for more than 2 classes, per-class values.
 
     Args:
@@ -229,41 +254,52 @@ def per_image_metrics(
         target: Integer labels ``[H, W]``.
         num_classes: Number of classes (1 = binary sigmoid, handled as 2).
         include_background: Include class 0 in the means.
-        with_hd95: Also compute ``hd95`` (CPU, scipy). When exactly one of prediction and target
-            is empty for a class its HD95 is the image diagonal (in ``spacing`` units), so
-            dataset means stay finite.
-        spacing: Pixel size ``(row, col)`` for HD95.
-        ignore_empty: See the module docstring; with False an empty-empty class also has HD95 0.
+        with_hd95: Also compute ``hd95`` (CPU, scipy). A class whose prediction or target is empty
+            has HD95 NaN and a flag (``hd95_empty``), whatever ``ignore_empty`` says.
+        spacing: Pixel size ``(row, col)`` (volumes: voxel size in mm per axis) for HD95.
+        ignore_empty: See the module docstring (Dice and the other overlap metrics only).
         ignore_index: Target value whose pixels are not counted.
 
     Returns:
         Keys ``dice, iou, precision, recall, specificity, accuracy`` (+ ``hd95``): NaN-ignoring mean
         over the reported classes; plus ``<metric>_<c>`` per class ``c`` when there are > 2 classes.
+        With HD95 also ``hd95_empty``: the empty side (``pred``/``target``/``both``/``""``) for two
+        classes; for more, ``hd95_empty_<c>`` per class and ``hd95_empty`` listing the flagged
+        classes (``"2=target 3=both"``).
     """
     pred, target = torch.as_tensor(pred), torch.as_tensor(target)
-    if pred.ndim != 2:
-        raise ValueError(f"per_image_metrics: expected [H, W] label maps, got {tuple(pred.shape)}")
-    counts = confusion_counts(pred, target, num_classes, ignore_index)
+    if pred.ndim not in (2, 3):
+        raise ValueError(
+            f"per_image_metrics: expected [H, W] (or volume [X, Y, Z]) label maps, got {tuple(pred.shape)}"
+        )
+    # A volume is counted as one sample over all its voxels.
+    flat = (
+        (pred.reshape(1, -1), target.reshape(1, -1))
+        if pred.ndim == 3 and pred.shape == target.shape
+        else (pred, target)
+    )
+    counts = confusion_counts(*flat, num_classes, ignore_index)
     n = max(int(num_classes), 2)
     classes = list(range(0 if include_background else 1, n))
     per_class = {
         name: fn(*counts, include_background=include_background, ignore_empty=ignore_empty)[0].cpu()
         for name, fn in METRIC_FUNCTIONS.items()
     }
+    flags: list[str] = []
     if with_hd95:
         pred_np, target_np = pred.cpu().numpy(), target.cpu().numpy()
         valid = np.ones_like(target_np, dtype=bool) if ignore_index is None else target_np != ignore_index
-        diagonal = math.hypot(*((s - 1) * d for s, d in zip(pred_np.shape, spacing, strict=True)))
-        values = []
-        for c in classes:
-            value = compute_hd95(
-                (pred_np == c) & valid, (target_np == c) & valid, spacing, max_distance=diagonal
-            )
-            values.append(0.0 if math.isnan(value) and not ignore_empty else value)
-        per_class["hd95"] = torch.tensor(values, dtype=torch.float64)
-    result: dict[str, float] = {}
+        per_class["hd95"], flags = _hd95_columns(pred_np, target_np, classes, spacing, valid)
+    result: dict[str, float | str] = {}
     for name, values in per_class.items():
+        # nanmean of all-NaN is NaN (a warning-free torch op), e.g. HD95 with every class flagged
         result[name] = float(torch.nanmean(values))
         if n > 2:
             result.update({f"{name}_{c}": float(v) for c, v in zip(classes, values, strict=True)})
+    if with_hd95:
+        if n > 2:
+            result["hd95_empty"] = " ".join(f"{c}={f}" for c, f in zip(classes, flags, strict=True) if f)
+            result.update({f"hd95_empty_{c}": f for c, f in zip(classes, flags, strict=True)})
+        else:
+            result["hd95_empty"] = flags[0]
     return result

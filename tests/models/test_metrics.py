@@ -124,11 +124,27 @@ def test_hd95_empty_masks_and_errors():
     assert compute_hd95(full, empty, max_distance=7.5) == 7.5
     with pytest.raises(ValueError, match="spacing"):
         compute_hd95(full, full, spacing=(1.0,))
-    # per_image_metrics caps a one-sided empty class at the image diagonal
-    pred = torch.zeros(4, 4, dtype=torch.long)
-    target = torch.zeros(4, 4, dtype=torch.long)
-    target[1, 1] = 1
-    assert per_image_metrics(pred, target, 2)["hd95"] == pytest.approx(math.hypot(3, 3))
+
+
+
+def test_per_image_hd95_is_nan_and_flagged_when_a_side_is_empty():
+    """An empty side gives no distance: NaN with the side named, never a stand-in value (the diagonal)."""
+    empty = torch.zeros(4, 4, dtype=torch.long)
+    dot = empty.clone()
+    dot[1, 1] = 1
+    cases = {(empty, dot): "pred", (dot, empty): "target", (empty, empty): "both"}
+    for (pred, target), side in cases.items():
+        for ignore_empty in (True, False):
+            row = per_image_metrics(pred, target, 2, ignore_empty=ignore_empty)
+            assert math.isnan(row["hd95"]) and row["hd95_empty"] == side, (side, ignore_empty)
+    row = per_image_metrics(dot, dot, 2)
+    assert row["hd95"] == 0.0 and row["hd95_empty"] == ""
+    # three classes: class 1 matched (HD95 0), class 2 only in the target -> mean over class 1 alone
+    target = torch.tensor([[1, 0, 0], [0, 0, 2], [0, 0, 0]])
+    pred = torch.tensor([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    row = per_image_metrics(pred, target, 3)
+    assert row["hd95_1"] == 0.0 and math.isnan(row["hd95_2"]) and row["hd95"] == 0.0
+    assert (row["hd95_empty_1"], row["hd95_empty_2"], row["hd95_empty"]) == ("", "pred", "2=pred")
 
 
 # --- torchmetrics aggregation ---------------------------------------------------------------------
@@ -210,3 +226,20 @@ def test_metric_class_syncs_across_two_gloo_processes(tmp_path):
     synced = torch.load(out_file)
     for key, value in expected.items():
         assert synced[key] == pytest.approx(value.item()), key
+
+
+def test_summaries_skip_nan_and_count_the_excluded_cases():
+    from models.test_rows import summarise_rows
+
+    rows = [
+        {"id": "a", "dice": 0.5, "hd95": 2.0, "hd95_empty": ""},
+        {"id": "b", "dice": 0.0, "hd95": math.nan, "hd95_empty": "pred"},
+        {"id": "c", "dice": 1.0, "hd95": 4.0, "hd95_empty": ""},
+        {"id": "d", "dice": math.nan, "hd95": math.nan, "hd95_empty": "both"},
+    ]
+    summary = summarise_rows(rows)
+    assert summary["mean"]["hd95"] == 3.0 and summary["mean"]["dice"] == 0.5
+    assert summary["count"] == {"dice": 3, "hd95": 2}
+    assert summary["excluded"] == {"dice": 1, "hd95": 2}
+    assert summary["flags"] == {"hd95_empty": {"both": 1, "pred": 1}}
+    assert "hd95_empty" not in summary["mean"]
