@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from datasets.fewshot.episodes import AugmentParams, EpochIndexSampler, PseudolabelEpisodes, to_three_channels
 from datasets.fewshot.protocol import class_slices, fold_splits, keep_slices, query_plan, support_slices
+from datasets.volumes.intensity import zscore_global, zscore_volume
 from datasets.volumes.io import find_scans, read_scan
-from datasets.volumes.prepare import label_map as resolve_label_map
-from datasets.volumes.prepare import zscore_global, zscore_volume
+from datasets.volumes.label_maps import check_label_range
+from datasets.volumes.label_maps import label_map as resolve_label_map
+from datasets.volumes.manifest import MANIFEST_NAME, read_manifest, scan_windows
 from datasets.volumes.pseudolabels import cached_pseudolabels, pseudolabel_name
 
 logger = logging.getLogger(__name__)
@@ -70,13 +72,15 @@ class FewShotDataModule(L.LightningDataModule):
     """SSL-ALPNet data: pseudolabel episodes from the training scans, 1-shot protocol for testing.
 
     Args:
-        root: Prepared folder ``<root>/<scan_id>/{image,label}.nii.gz`` (the sample's layout too).
-        label_map: Registered map (``chaos``, ``sabs``, ``acdc``, ``sample``), a JSON file, a dict, or
-            None to read ``<root>/label_map.json``.
+        root: Prepared folder ``<root>/<scan_id>/{image,label}.nii.gz`` + ``manifest.json`` (the
+            sample's layout too; see :mod:`datasets.volumes.manifest`).
+        label_map: None (the manifest's, i.e. the ids of the label files), or a registered map name, a
+            JSON file or a dict, which must agree with the manifest on every class both name.
         organs: Classes tested (names of the label map).
         setting: 1, or 2 = remove from training every slice containing a tested organ.
         normalize: ``volume`` (per-scan z-score, MR) or ``global`` (one mean/std, CT).
-        clip_windows: Optional ``{scan_id: [low, high]}`` clipping before normalising (e.g. raw HU).
+        clip_windows: ``{MODALITY: [low, high] or null}`` clipping before normalising, over the
+            manifest's ``windows``. Every scan's modality needs a window in one of them (null = none).
         image_size: Slices are padded square and resized to this size.
         split: Explicit ``{"support": id, "queries": [...], "train": [...]}``; else from the folds.
             A query may be the support scan itself (within-scan evaluation, for data with one
@@ -107,7 +111,7 @@ class FewShotDataModule(L.LightningDataModule):
         organs: list[str] | None = None,
         setting: Literal[1, 2] = 1,
         normalize: Literal["volume", "global"] = "volume",
-        clip_windows: dict[str, list[float]] | None = None,
+        clip_windows: dict[str, list[float] | None] | None = None,
         image_size: int = 256,
         split: dict[str, Any] | None = None,
         n_folds: int = 5,
@@ -133,19 +137,24 @@ class FewShotDataModule(L.LightningDataModule):
         self.root, self.num_classes, self.in_channels = Path(root), num_classes, in_channels
         self.organs = list(organs or DEFAULT_ORGANS)
         self.label_map: dict[str, int] | None = None
+        self.manifest: dict[str, Any] = {}
         self.images: dict[str, np.ndarray] = {}
         self.labels: dict[str, np.ndarray] = {}
         self.train_set: PseudolabelEpisodes | None = None
         self.test_set: ProtocolItems | None = None
 
     def _resolve(self) -> tuple[dict[str, int], dict[str, Any]]:
-        names = self.hparams.label_map
-        if names is None:
-            path = self.root / "label_map.json"
-            if not path.is_file():
-                raise FileNotFoundError(f"FewShotDataModule: label_map is None and {path} does not exist")
-            names = str(path)
-        lmap = resolve_label_map(names)
+        self.manifest = read_manifest(self.root)
+        lmap = dict(self.manifest["label_map"])
+        if self.hparams.label_map is not None:
+            given = resolve_label_map(self.hparams.label_map)
+            clash = {n: (i, lmap[n]) for n, i in given.items() if n in lmap and lmap[n] != i}
+            if clash:
+                raise ValueError(
+                    f"FewShotDataModule: label_map {self.hparams.label_map!r} gives {given} but the label "
+                    f"files of {self.root} use {lmap} ({self.root / MANIFEST_NAME}); expected the same ids "
+                    "(set label_map: null, or re-prepare with --target_map)"
+                )
         missing = [o for o in self.organs if o not in lmap]
         if missing:
             raise ValueError(f"FewShotDataModule: organs {missing} are not in the label map {sorted(lmap)}")
@@ -163,16 +172,22 @@ class FewShotDataModule(L.LightningDataModule):
     def _load(self, ids: list[str]) -> None:
         if not ids:  # every scan is loaded already (setup("test") after setup("fit"))
             return
-        size, windows = self.hparams.image_size, self.hparams.clip_windows or {}
-        raw = {}
+        size = self.hparams.image_size
+        windows = scan_windows(self.manifest, ids, self.hparams.clip_windows, str(self.root))
+        raw, scales = {}, {}
         for sid in ids:
             image, label = read_scan(self.root, sid)
-            arr = image.array
-            if sid in windows:
-                arr = np.clip(arr, *windows[sid])
-            raw[sid] = arr
+            scales[sid] = max(image.spacing[:2]) * max(image.array.shape[:2]) / size
+            raw[sid] = image.array if windows[sid] is None else np.clip(image.array, *windows[sid])
             if label is not None:
+                check_label_range(label.array, self.manifest["label_map"], f"{self.root / sid}/label.nii.gz")
                 self.labels[sid] = to_slices(label.array, size, order=0, fill=0).astype(np.int64)
+        if max(scales.values()) > 1.1 * min(scales.values()):
+            logger.warning(
+                "scans are resized to different pixel sizes (mm per pixel at %d px: %s): organs differ in "
+                "scale; prepare them with --target_spacing_mm and --size for one pixel size",
+                size, ", ".join(f"{k} {v:.2f}" for k, v in scales.items()),
+            )  # fmt: skip
         if self.hparams.normalize == "global":
             normed = dict(zip(raw, zscore_global(list(raw.values())), strict=True))
         else:

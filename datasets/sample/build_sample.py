@@ -19,7 +19,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from PIL import Image
 from skimage.transform import resize
 
 from datasets.atomic_io import atomic_path, atomic_write_json
@@ -38,6 +37,8 @@ from datasets.sample.derive import (
     stretch_percentile,
     to_display,
 )
+from datasets.volumes.io import read_nifti
+from datasets.volumes.manifest import MANIFEST_NAME, merge_manifest
 
 Sample = tuple[str, np.ndarray, np.ndarray]  # (id, uint8 image, uint8 mask)
 SEED = 0
@@ -204,6 +205,26 @@ def _abdomen(sdist: Path, image_member: str, seg_member: str, modality: str, bui
     return {s: len(v) for s, v in splits.items()}
 
 
+# The sample volumes' manifest: raw HU CT clipped to SABS's abdominal window, MR unclipped.
+VOLUME_WINDOWS = {"CT": [-125.0, 275.0], "MR": None}
+VOLUME_SOURCES = {"ct": (sources.TS_CT, sources.TS_CT_SEG), "mr": (sources.TS_MR, sources.TS_MR_SEG)}
+
+
+def write_volumes_manifest(volumes: Path) -> Path:
+    """Write ``volumes/manifest.json`` (label map, modality per scan, windows per modality)."""
+    records = {}
+    for sid, (image_member, seg_member) in VOLUME_SOURCES.items():
+        image = read_nifti(volumes / sid / "image.nii.gz")
+        records[sid] = {
+            "modality": sid.upper(), "label": True, "shape": list(image.array.shape),
+            "spacing_mm": [round(v, 6) for v in image.spacing], "source_image": image_member,
+            "source_label": seg_member,
+        }  # fmt: skip
+    names = {name: cid for cid, name in COMPACT_LABELS.items() if cid > 0}
+    merge_manifest(volumes, names, records, VOLUME_WINDOWS)
+    return volumes / MANIFEST_NAME
+
+
 def build(sdist: Path, wheel: Path, out: Path) -> dict:
     """Derive every subset from the two archives into `out`, replacing what was there.
 
@@ -231,6 +252,7 @@ def build(sdist: Path, wheel: Path, out: Path) -> dict:
                 "abdomen_mr": _abdomen(sdist, sources.TS_MR, sources.TS_MR_SEG, "mr", staging),
             },
         }
+        write_volumes_manifest(staging / "volumes")
         atomic_write_json(staging / "labels.json", meta)
         for name in ("nuclei", "abdomen_ct", "abdomen_mr", "volumes", "labels.json"):
             target = out / name

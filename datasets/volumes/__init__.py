@@ -1,13 +1,16 @@
-"""3D volumes: NIfTI/DICOM I/O, dataset preparation (CHAOS-T2, SABS, ACDC, generic NIfTI) and pseudolabels.
+"""3D volumes: NIfTI/DICOM I/O, preparation into the prepared layout, label maps, pseudolabels.
 
 Prepared layout (also the layout of the embedded sample ``datasets/sample/volumes``)::
 
-    <root>/<scan_id>/image.nii.gz        intensity-processed volume
-    <root>/<scan_id>/label.nii.gz        integer label volume, same grid
-    <root>/label_map.json                {"liver": 1, ...}        (optional)
+    <root>/<scan_id>/image.nii.gz        image (RAS+, float32; CT in HU, windows are applied on loading)
+    <root>/<scan_id>/label.nii.gz        integer label volume on the image's grid (optional)
+    <root>/manifest.json                 label map, modality per scan, windows per modality
     <root>/class_slice_index.json        {scan_id: {class: [z, ...]}}
 
-CLI: ``python -m datasets.volumes chaos|sabs|acdc|nifti|dicom --src ... --out ...``.
+Modules: ``io`` (NIfTI, DICOM series, reading scans), ``prepare`` (writing the layout; NIfTI files and
+folders, DICOM series), ``challenges`` (CHAOS-T2, SABS, ACDC), ``manifest``, ``label_maps`` (registered
+maps, remapping), ``geometry`` (resampling, grid checks), ``intensity``, ``pseudolabels``.
+CLI: ``python -m datasets.volumes acdc|sabs|chaos|nifti|dicom --src ... --out ...`` (``--help`` for each).
 """
 
 from __future__ import annotations

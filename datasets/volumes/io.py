@@ -1,4 +1,4 @@
-"""NIfTI read/write keeping spacing and orientation, DICOM series -> NIfTI, prepared-layout discovery."""
+"""NIfTI read/write keeping spacing and orientation, DICOM series -> NIfTI, reading prepared scans."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import nibabel as nib
 import numpy as np
 
 from datasets.atomic_io import atomic_path
+from datasets.volumes.geometry import check_same_geometry
+from datasets.volumes.label_maps import integer_labels
 
 IMAGE_NAME = "image.nii.gz"
 LABEL_NAME = "label.nii.gz"
@@ -85,39 +87,82 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path
     return path
 
 
-def dicom_series_to_nifti(folder: str | Path, out_path: str | Path, files: list[str] | None = None) -> Path:
+def dicom_series_files(folder: str | Path, series: str | None = None) -> list[str]:
+    """The slice files of one DICOM series of ``folder`` (GDCM's position-sorted order).
+
+    Args:
+        folder: Folder holding the series.
+        series: SeriesInstanceUID to take when the folder holds several (None: the only one).
+
+    Returns:
+        The file paths.
+
+    Raises:
+        FileNotFoundError: When the folder is missing or holds no DICOM series.
+        ValueError: When it holds several series and ``series`` is None, or ``series`` is not one of them.
+    """
+    import SimpleITK as sitk  # noqa: N813 - the library's usual name
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dicom: {folder} is not a folder (expected a DICOM series folder)")
+    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not uids:
+        others = sorted(p.name for p in folder.iterdir() if p.is_file())
+        shown = ", ".join(others[:5]) + (f", ... ({len(others)} files)" if len(others) > 5 else "")
+        raise FileNotFoundError(
+            f"dicom_series_to_nifti: no DICOM series found in {folder} "
+            f"({len(others)} files, none part of a DICOM series{': ' + shown if others else ''})"
+        )
+    if series is None and len(uids) > 1:
+        raise ValueError(
+            f"dicom: {folder} holds {len(uids)} DICOM series ({', '.join(uids)}); "
+            "choose one with --series UID (series=...)"
+        )
+    if series is not None and series not in uids:
+        raise ValueError(f"dicom: series {series!r} is not in {folder}; its series are {', '.join(uids)}")
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series or uids[0]))
+    skipped = sorted(p.name for p in folder.iterdir() if p.is_file() and str(p) not in set(files))
+    if skipped:
+        logger.warning("dicom: %s: %d files are not part of the series and were skipped: %s",
+                       folder, len(skipped), ", ".join(skipped[:5]))  # fmt: skip
+    return files
+
+
+def dicom_modality(files: list[str]) -> str | None:
+    """The Modality tag (0008,0060) of a series' first file, upper case (None when absent)."""
+    import SimpleITK as sitk  # noqa: N813 - the library's usual name
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(files[0]))
+    reader.ReadImageInformation()
+    if not reader.HasMetaDataKey("0008|0060"):
+        return None
+    return reader.GetMetaData("0008|0060").strip().upper() or None
+
+
+def dicom_series_to_nifti(
+    folder: str | Path, out_path: str | Path, files: list[str] | None = None, series: str | None = None
+) -> Path:
     """Convert one DICOM series to NIfTI with SimpleITK (LPS -> RAS handled by the NIfTI writer).
 
     Args:
         folder: Folder holding the series.
         out_path: Destination ``.nii.gz``.
-        files: Explicit slice files in the wanted order (default: GDCM's position-sorted order).
+        files: Explicit slice files in the wanted order (default: :func:`dicom_series_files`).
+        series: SeriesInstanceUID when the folder holds several series.
 
     Returns:
         ``out_path``.
 
     Raises:
         FileNotFoundError: When the folder holds no DICOM series.
+        ValueError: When it holds several and ``series`` does not pick one.
     """
     import SimpleITK as sitk  # noqa: N813 - the library's usual name
 
-    folder = Path(folder)
     if files is None:
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"dicom_series_to_nifti: {folder} is not a folder (expected a DICOM series folder)"
-            )
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
-        others = sorted(p.name for p in folder.iterdir() if p.is_file() and str(p) not in set(files))
-        if not files:
-            shown = ", ".join(others[:5]) + (f", ... ({len(others)} files)" if len(others) > 5 else "")
-            raise FileNotFoundError(
-                f"dicom_series_to_nifti: no DICOM series found in {folder} "
-                f"({len(others)} files, none part of a DICOM series{': ' + shown if others else ''})"
-            )
-        if others:
-            logger.warning("dicom: %s: %d files are not part of the series and were skipped: %s",
-                           folder, len(others), ", ".join(others[:5]))  # fmt: skip
+        files = dicom_series_files(folder, series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in files])
     image = reader.Execute()
@@ -146,17 +191,14 @@ def read_scan(root: str | Path, scan_id: str) -> tuple[Volume, Volume | None]:
     """Image and label (None when ``label.nii.gz`` is absent) of one prepared scan.
 
     Raises:
-        ValueError: When the label's shape differs from the image's.
+        ValueError: When the label's values are not integer ids or its grid is not the image's
+            (:func:`datasets.volumes.geometry.check_same_geometry`).
     """
     folder = Path(root) / scan_id
     image = read_nifti(folder / IMAGE_NAME)
     label = None
     if (folder / LABEL_NAME).is_file():
         label = read_nifti(folder / LABEL_NAME, dtype=None)
-        label.array = np.rint(label.array).astype(np.int64)
-        if label.array.shape != image.array.shape:
-            raise ValueError(
-                f"read_scan: label {folder / LABEL_NAME} has shape {label.array.shape} but image "
-                f"{folder / IMAGE_NAME} has {image.array.shape}; expected the same grid"
-            )
+        label.array = integer_labels(label.array, str(folder / LABEL_NAME))
+        check_same_geometry(image, label, folder / IMAGE_NAME, folder / LABEL_NAME)
     return image, label

@@ -92,8 +92,9 @@ def test_run_py_user_error_one_line_no_empty_run_dir(tmp_path):
 
 def test_volumes_cli_user_error(tmp_path):
     proc = _run(
-        ["-m", "datasets.volumes", "nifti", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
-    )
+        ["-m", "datasets.volumes", "nifti", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+         "--modality", "CT"]
+    )  # fmt: skip
     assert proc.returncode == 2
     assert "python -m datasets.volumes: error:" in proc.stderr and "Traceback" not in proc.stderr
     assert str(tmp_path / "nope") in proc.stderr

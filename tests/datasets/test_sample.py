@@ -272,6 +272,9 @@ def test_build_from_archives_is_byte_identical_and_complete(tmp_path, monkeypatc
     meta = json.loads((outs[0] / "labels.json").read_text())
     sizes = meta["split_sizes"]["abdomen_ct"]
     assert sum(sizes.values()) == 10 and min(sizes.values()) >= 1  # z 1..10 hold liver: 4 blocks of <= 3
+    manifest = json.loads((outs[0] / "volumes" / "manifest.json").read_text())
+    assert manifest["windows"] == {"CT": [-125.0, 275.0], "MR": None}
+    assert {sid: r["modality"] for sid, r in manifest["scans"].items()} == {"ct": "CT", "mr": "MR"}
     ct = nib.load(outs[0] / "volumes" / "ct" / "label.nii.gz")
     assert nib.aff2axcodes(ct.affine) == ("R", "A", "S")
     assert not any(p.name.startswith(".") for p in outs[0].rglob("*"))  # no temp left behind

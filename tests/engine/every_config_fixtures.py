@@ -121,7 +121,7 @@ def prepared_volumes(tmp_path: Path) -> list[str]:
         label[6:12, 20:26, 3:8] = 4
         image[label > 0] += label[label > 0] + 0.1 * i
         scans[f"scan{i:02d}"] = (Volume(image, np.eye(4)), Volume(label, np.eye(4)))
-    root = write_prepared(tmp_path / "prepared", scans, ORGANS)
+    root = write_prepared(tmp_path / "prepared", scans, ORGANS, "MR", {"MR": None})
     return [
         "--data.root",
         str(root),

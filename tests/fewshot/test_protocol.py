@@ -110,7 +110,7 @@ def _synthetic_prepared(root: Path, spleen_in_support: bool = True) -> Path:
             lab[14:18, 14:18, 4:7] = 2
         img[lab > 0] += lab[lab > 0]
         scans[sid] = (Volume(img, np.eye(4)), Volume(lab, np.eye(4)))
-    return write_prepared(root, scans, NAMES)
+    return write_prepared(root, scans, NAMES, "MR", {"MR": None})
 
 
 def _dm(root: Path, **kw) -> FewShotDataModule:

@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 
 from datasets.volumes.__main__ import main as cli_main
+from datasets.volumes.challenges import prepare_acdc, prepare_sabs
+from datasets.volumes.geometry import crop_or_pad, resample
+from datasets.volumes.intensity import clip_top_percent, window, zscore_global, zscore_volume
 from datasets.volumes.io import Volume, dicom_series_to_nifti, find_scans, read_nifti, read_scan, write_nifti
-from datasets.volumes.prepare import (
-    class_slice_index,
-    clip_top_percent,
-    crop_or_pad,
-    label_map,
-    prepare_acdc,
-    prepare_sabs,
-    resample,
-    window,
-    zscore_global,
-    zscore_volume,
-)
+from datasets.volumes.label_maps import label_map
+from datasets.volumes.prepare import class_slice_index
 
 
 def test_nifti_roundtrip_and_canonical_orientation(tmp_path):
@@ -37,7 +30,10 @@ def test_nifti_roundtrip_and_canonical_orientation(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temp file left
 
 
-def _write_dicom_series(folder, array_zyx, spacing, origin):
+SERIES_UID = "1.2.826.0.1.3680043.2.1125.1.12345"
+
+
+def _write_dicom_series(folder, array_zyx, spacing, origin, series=SERIES_UID, prefix="slice", modality="MR"):
     """Write a DICOM series with SimpleITK, restoring the process locale its GDCM writer resets to C.
 
     Without the restore, every later ``subprocess.run(text=True)`` in the test session decoded output
@@ -45,7 +41,7 @@ def _write_dicom_series(folder, array_zyx, spacing, origin):
     """
     saved = locale.setlocale(locale.LC_ALL)
     try:
-        _write_dicom_slices(folder, array_zyx, spacing, origin)
+        _write_dicom_slices(folder, array_zyx, spacing, origin, series, prefix, modality)
     finally:
         locale.setlocale(locale.LC_ALL, saved)
 
@@ -56,7 +52,7 @@ def test_dicom_writer_helper_keeps_the_locale(tmp_path):
     assert locale.setlocale(locale.LC_ALL) == before
 
 
-def _write_dicom_slices(folder, array_zyx, spacing, origin):
+def _write_dicom_slices(folder, array_zyx, spacing, origin, series, prefix, modality):
     import SimpleITK as sitk  # noqa: N813
 
     image = sitk.GetImageFromArray(array_zyx.astype(np.int16))
@@ -64,11 +60,10 @@ def _write_dicom_slices(folder, array_zyx, spacing, origin):
     image.SetOrigin(origin)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    series = "1.2.826.0.1.3680043.2.1125.1.12345"
     for z in range(image.GetDepth()):
         sl = image[:, :, z]
         tags = {
-            "0008|0060": "MR", "0020|000e": series, "0020|000d": series + ".0",
+            "0008|0060": modality, "0020|000e": series, "0020|000d": series + ".0",
             "0008|0016": "1.2.840.10008.5.1.4.1.1.4",
             "0008|0018": f"{series}.{z + 1}", "0020|0013": str(z + 1), "0020|0037": "1\\0\\0\\0\\1\\0",
             "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z)))),
@@ -76,7 +71,7 @@ def _write_dicom_slices(folder, array_zyx, spacing, origin):
         }  # fmt: skip
         for key, value in tags.items():
             sl.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
+        writer.SetFileName(str(folder / f"{prefix}{z:03d}.dcm"))
         writer.Execute(sl)
 
 
@@ -103,7 +98,7 @@ def test_label_shape_mismatch_is_a_clear_error(tmp_path):
     write_nifti(tmp_path / "s1" / "image.nii.gz", np.zeros((4, 4, 3), np.float32), np.eye(4))
     write_nifti(tmp_path / "s1" / "label.nii.gz", np.zeros((4, 4, 2), np.int16), np.eye(4))
     assert find_scans(tmp_path) == ["s1"]
-    with pytest.raises(ValueError, match=r"label .*s1/label.nii.gz has shape \(4, 4, 2\) but image"):
+    with pytest.raises(ValueError, match=r"label .*s1/label.nii.gz \(shape \(4, 4, 2\), .*image .*s1/image"):
         read_scan(tmp_path, "s1")
 
 
@@ -135,7 +130,7 @@ def test_class_slice_index_and_label_maps():
     lab[0, 0, 1] = lab[1, 1, 3] = 6
     assert class_slice_index({"a": lab}, {"liver": 6, "spleen": 1}) == {"a": {"liver": [1, 3], "spleen": []}}
     assert label_map("sabs")["liver"] == 6 and label_map("chaos")["spleen"] == 4
-    with pytest.raises(KeyError, match="neither a known map"):
+    with pytest.raises(KeyError, match="unknown label map 'nope'"):
         label_map("nope")
 
 
@@ -145,7 +140,7 @@ def test_prepare_nifti_folder_cli_and_acdc(tmp_path):
     lab[1:3, 1:3, 1] = 2
     write_nifti(src / "images" / "case1.nii.gz", np.ones((6, 6, 3), np.float32), np.eye(4))
     write_nifti(src / "labels" / "case1.nii.gz", lab, np.eye(4))
-    out = cli_main(["nifti", "--src", str(src), "--out", str(tmp_path / "prep")])
+    out = cli_main(["nifti", "--src", str(src), "--out", str(tmp_path / "prep"), "--modality", "ct"])
     assert find_scans(out) == ["case1"]
     assert json.loads((tmp_path / "prep" / "class_slice_index.json").read_text())["case1"]["spleen"] == [1]
     acdc = tmp_path / "acdc" / "patient001"
@@ -170,7 +165,9 @@ def test_prepare_sabs_windows_crops_and_resizes(tmp_path):
     assert image.array.shape == (8, 8, 3) and image.array.min() >= -125 and image.array.max() <= 275
     assert set(np.unique(label.array)) == {0, 6}
     write_nifti(tmp_path / "label" / "label0001.nii.gz", lab[:, :, :2], np.eye(4))
-    with pytest.raises(ValueError, match="label0001.nii.gz.*differs from image shape"):
+    with pytest.raises(
+        ValueError, match=r"label .*label0001.nii.gz \(shape \(20, 16, 2\).*img0001.nii.gz.*shapes differ"
+    ):
         prepare_sabs(tmp_path, tmp_path / "prep2", size=8)
 
 
