@@ -237,6 +237,16 @@ def _hd95_columns(
     return torch.tensor(values, dtype=torch.float64), flags
 
 
+def _hd95_flag_columns(classes: list[int], flags: list[str], n: int) -> dict[str, str]:
+    if n <= 2:
+        return {"hd95_empty": flags[0]}
+    pairs = list(zip(classes, flags, strict=True))
+    return {
+        "hd95_empty": " ".join(f"{c}={f}" for c, f in pairs if f),
+        **{f"hd95_empty_{c}": f for c, f in pairs},
+    }
+
+
 def per_image_metrics(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -297,9 +307,5 @@ def per_image_metrics(
         if n > 2:
             result.update({f"{name}_{c}": float(v) for c, v in zip(classes, values, strict=True)})
     if with_hd95:
-        if n > 2:
-            result["hd95_empty"] = " ".join(f"{c}={f}" for c, f in zip(classes, flags, strict=True) if f)
-            result.update({f"hd95_empty_{c}": f for c, f in zip(classes, flags, strict=True)})
-        else:
-            result["hd95_empty"] = flags[0]
+        result.update(_hd95_flag_columns(classes, flags, n))
     return result

@@ -126,7 +126,6 @@ def test_hd95_empty_masks_and_errors():
         compute_hd95(full, full, spacing=(1.0,))
 
 
-
 def test_per_image_hd95_is_nan_and_flagged_when_a_side_is_empty():
     """An empty side gives no distance: NaN with the side named, never a stand-in value (the diagonal)."""
     empty = torch.zeros(4, 4, dtype=torch.long)
