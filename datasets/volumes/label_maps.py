@@ -155,7 +155,7 @@ def remap_labels(
     if not kept:
         raise ValueError(
             f"{where}: no class of the source label map {dict(source)} is in the target map {dict(target)}; "
-            "expected shared class names"
+            "expected shared class names (target map 'source' keeps the source ids)"
         )
     lookup_size = max([int(array.max(initial=0)), *source.values()]) + 1
     lookup = np.zeros(lookup_size, dtype=np.int16)
