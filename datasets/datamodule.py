@@ -21,16 +21,27 @@ from datasets.segmentation_dataset import ExtraMapsFn, SegmentationDataset, coll
 from datasets.superpixels.config import SuperpixelConfig
 from datasets.superpixels.loader_hook import make_superpixel_hook
 from datasets.transforms import build_transforms
+from datasets.volume_cases import VolumeCaseDataset, collate_case
+from datasets.volume_layouts import is_volume_layout
+from datasets.volume_slices import VolumeCache, VolumeConfig, expand_to_slices, split_into_slabs
+from datasets.volume_splits import check_no_patient_leak, resolve_ids, volume_splits
 
 log = logging.getLogger(__name__)
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """2D segmentation data from a registered folder layout.
+    """2D segmentation data from a registered folder layout, or volumes read as slices.
 
     Splits: the layout's own train/val/test; a missing val split is fold ``fold`` of a seeded
     ``n_folds``-fold split of train; a missing test split reuses val (with a warning); ``split_file``
-    overrides the layout's splits.
+    overrides the layout's splits. Splits act on patients: records that share a ``group`` (a
+    patient's cases, a volume's slices) always land on the same side.
+
+    Volume layouts (``volumes``, ``msd``, ``nifti_pairs``: :mod:`datasets.volume_layouts`) list cases;
+    they are split by patient, then training and validation cases are served as slices along
+    ``inference.slice_axis`` (made as ``run.py --predict`` makes them: ``inference.window`` or the
+    volume's percentile range, ``inference.view``, ``inference.context`` neighbours as channels) and
+    test cases whole, scored in 3D in millimetres (options: :class:`~datasets.volume_slices.VolumeConfig`).
 
     Args:
         root: Dataset root folder.
@@ -62,6 +73,8 @@ class SegmentationDataModule(L.LightningDataModule):
             cut at native resolution with foreground oversampling, validation and test on whole
             images by sliding windows (see :mod:`datasets.patches`).
         patches: Options of ``sampling: patch`` (:class:`~datasets.patches.PatchConfig`); None: defaults.
+        volumes: Options of volume layouts (foreground slice repeats, what ``percent`` counts, 3D or
+            per-slice test); None: defaults. An error for a layout of 2D images.
     """
 
     def __init__(
@@ -88,6 +101,7 @@ class SegmentationDataModule(L.LightningDataModule):
         inference: InferenceConfig | None = None,
         sampling: Literal["resize", "patch"] = "resize",
         patches: PatchConfig | None = None,
+        volumes: VolumeConfig | None = None,
     ) -> None:
         super().__init__()
         _check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
@@ -128,6 +142,14 @@ class SegmentationDataModule(L.LightningDataModule):
         self._extra_maps: ExtraMapsFn | None = None
         self.superpixels = superpixels
         self.inference = inference
+        self.is_volume = is_volume_layout(layout)
+        if volumes is not None and not self.is_volume:
+            raise ValueError(
+                f"data.volumes applies to volume layouts (volumes, msd, nifti_pairs), not '{layout}'"
+            )
+        self.volumes = VolumeConfig.coerce(volumes, VolumeConfig())
+        self.slicing = _inference_config(inference)
+        self.cases: dict[str, list[SampleRecord]] = {}
 
     @property
     def extra_maps(self) -> ExtraMapsFn | None:
@@ -155,6 +177,9 @@ class SegmentationDataModule(L.LightningDataModule):
             ValueError: If a split is empty or the split file names unknown ids.
         """
         layout_splits = {name: find_samples(self.layout, self.root, name) for name in SPLIT_NAMES}
+        if self.is_volume:
+            slabs = self.volumes.slabs
+            layout_splits = {k: split_into_slabs(v, self.slicing, slabs) for k, v in layout_splits.items()}
         if self.split_file is not None:
             splits = _apply_split_file(layout_splits, Path(self.split_file))
         else:
@@ -179,12 +204,18 @@ class SegmentationDataModule(L.LightningDataModule):
                 self.root,
                 self.layout,
             )
-        if self.percent < 1.0:
-            full = len(train)
-            train = subsample(train, self.percent, self.seed)
-            if self.oversample:
-                train = (train * math.ceil(full / len(train)))[:full]
-        resolved = {"train": train, "val": val, "test": test}
+        if self.is_volume:
+            self.cases = {"train": train, "val": val, "test": test}
+            resolved = volume_splits(
+                self.cases, self.volumes, self.slicing, self.percent, self.seed, self.oversample
+            )
+        else:
+            if self.percent < 1.0:
+                full = len(train)
+                train = subsample(train, self.percent, self.seed)
+                if self.oversample:
+                    train = (train * math.ceil(full / len(train)))[:full]
+            resolved = {"train": train, "val": val, "test": test}
         for name, records in resolved.items():
             if not records:
                 raise ValueError(f"the {name} split of {self.root} (layout '{self.layout}') is empty")
@@ -222,12 +253,33 @@ class SegmentationDataModule(L.LightningDataModule):
                 self.seed,
                 self._extra_maps,
                 spatial,
+                VolumeCache(self.volumes.cache_volumes, self.slicing) if self.is_volume else None,
             )
 
         self.train_dataset = make(self.splits["train"], "train")
         self.val_dataset = make(self.splits["val"], "val")
-        self.test_dataset = make(self.splits[self.test_split], "test")
+        if self._tests_whole_volumes():
+            size = None if self.patching is not None else self.image_size
+            self.test_dataset = VolumeCaseDataset(
+                self.cases[self.test_split], self.slicing, size, self.in_channels, self.num_classes
+            )
+        elif self.is_volume:
+            self.test_dataset = make(expand_to_slices(self.cases[self.test_split], self.slicing), "test")
+        else:
+            self.test_dataset = make(self.splits[self.test_split], "test")
         log.info("%s", self.describe())
+
+    def _tests_whole_volumes(self) -> bool:
+        """Whether the test loader serves whole volume cases.
+
+        Only to tasks that segment (``predicts_segmentation``), with ``volumes.test_unit: volume``;
+        pretext tasks are tested on the cases' slices.
+        """
+        if not self.is_volume or self.volumes.test_unit != "volume":
+            return False
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        return module is None or bool(getattr(module, "predicts_segmentation", False))
 
     @property
     def eval_window(self) -> WindowSpec | None:
@@ -299,7 +351,11 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader(self.val_dataset, None, False, batch_size=self._eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        """Test loader in file order; batches carry ``orig_mask``/``orig_size`` lists."""
+        """Test loader in file order; batches carry ``orig_mask``/``orig_size`` lists (or one whole case)."""
+        if isinstance(self.test_dataset, VolumeCaseDataset):
+            return DataLoader(
+                self.test_dataset, batch_size=1, collate_fn=collate_case, num_workers=self.num_workers
+            )
         return self._loader(self.test_dataset, None, False, batch_size=self._eval_batch_size)
 
     @property
@@ -336,7 +392,7 @@ def _check_args(
 def _apply_split_file(
     layout_splits: dict[str, list[SampleRecord]], split_file: Path
 ) -> dict[str, list[SampleRecord]]:
-    """Re-split all records the layout found according to the ids in a split file."""
+    """Re-split all records the layout found according to the ids (or patient ids) in a split file."""
     by_id: dict[str, SampleRecord] = {}
     for records in layout_splits.values():
         for record in records:
@@ -347,7 +403,16 @@ def _apply_split_file(
                     f"ids must be unique across splits to use split_file {split_file}"
                 )
     ids = read_split_file(split_file)
-    unknown = sorted({i for names in ids.values() for i in names} - set(by_id))
-    if unknown:
-        raise ValueError(f"split file {split_file} names ids not found in the dataset: {unknown[:10]}")
-    return {name: [by_id[i] for i in names] for name, names in ids.items()}
+    records = list(by_id.values())
+    splits = {name: resolve_ids(records, names, name, str(split_file)) for name, names in ids.items()}
+    check_no_patient_leak(splits, f"split file {split_file}")
+    return splits
+
+
+def _inference_config(value: InferenceConfig | dict | None) -> InferenceConfig:
+    """The ``inference`` block as a dataclass (a checkpoint's hyper-parameters hold a dict)."""
+    if value is None:
+        return InferenceConfig()
+    if isinstance(value, InferenceConfig):
+        return value
+    return InferenceConfig(**dict(value))

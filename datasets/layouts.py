@@ -16,23 +16,26 @@ from datasets.records import SPLIT_NAMES, SampleRecord
 LayoutFn = Callable[[Path, str], list[SampleRecord]]
 
 # Layouts defined here register on import; the modules below hold the others.
-LAYOUTS: Registry[LayoutFn] = Registry("layout", modules=["datasets.jsrt", "datasets.noise.layout"])
+LAYOUTS: Registry[LayoutFn] = Registry(
+    "layout", modules=["datasets.jsrt", "datasets.noise.layout", "datasets.volume_layouts"]
+)
 
 # ISIC 2017 ships a per-image superpixel PNG next to each image; it is not a sample.
 _IGNORED_STEM_SUFFIXES = ("_superpixels",)
 
 
-def register_layout(name: str, structure: str = "") -> Callable[[LayoutFn], LayoutFn]:
+def register_layout(name: str, structure: str = "", volume: bool = False) -> Callable[[LayoutFn], LayoutFn]:
     """Register a layout function under ``name``.
 
     Args:
         name: Layout name used in configs (``data.layout``).
         structure: Human-readable expected folder structure, shown in error messages.
+        volume: The layout lists volume cases (read as slices: :mod:`datasets.volume_layouts`).
 
     Returns:
         Decorator that stores the function in ``LAYOUTS`` and returns it unchanged.
     """
-    return LAYOUTS.register(name, structure=structure)
+    return LAYOUTS.register(name, structure=structure, volume=volume)
 
 
 def find_samples(layout: str, root: str | Path, split: str) -> list[SampleRecord]:

@@ -35,6 +35,8 @@ from datasets.atomic_io import atomic_write_json
 from datasets.datamodule import SegmentationDataModule
 from datasets.image_io import read_image, read_mask
 from datasets.records import SampleRecord
+from datasets.volume_layouts import volume_stem
+from datasets.volume_slices import volume_case_problem
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def check_record(record: SampleRecord, num_classes: int, in_channels: int) -> li
         The failures: at most one for the image and one for the mask (or their sizes); empty when
         the sample would load.
     """
+    if volume_stem(record.image) is not None:
+        return check_volume_record(record, num_classes)
     failures: list[Failure] = []
     image = mask = None
     try:
@@ -96,6 +100,12 @@ def check_record(record: SampleRecord, num_classes: int, in_channels: int) -> li
         )
         failures.append(Failure(record, record.mask, message))
     return failures
+
+
+def check_volume_record(record: SampleRecord, num_classes: int) -> list[Failure]:
+    """Read one volume case as the slice reader does (:func:`datasets.volume_slices.volume_case_problem`)."""
+    problem = volume_case_problem(record, num_classes)
+    return [] if problem is None else [Failure(record, *problem)]
 
 
 def _file_key(path: Path | None) -> str | None:
@@ -291,6 +301,8 @@ def preflight_datamodule(
         log.warning("data pre-flight skipped (--skip_checks): a bad file fails when a loader reaches it")
         return
     splits = datamodule.splits or datamodule.resolve_splits()
+    if datamodule.is_volume:  # one check per volume case, not per slice
+        splits = datamodule.cases
     labels: dict[SampleRecord, str] = {}
     for name, records in splits.items():
         for record in records:

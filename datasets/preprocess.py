@@ -56,6 +56,11 @@ class InferenceConfig:
     """How a slice was turned into the training image: ``radiological`` (anterior up, patient right on
     the image left, as the embedded sample's slices) or ``array`` (the array's own axes)."""
 
+    context: int = 0
+    """2.5D input: the ``context`` slices on each side of a slice are its other channels (the network
+    takes ``2 * context + 1`` channels; slices past the volume's ends repeat the end slice). 0: one
+    slice, repeated to the network's channels."""
+
 
 def normalise_image(image: np.ndarray) -> Tensor:
     """The model-input normalisation: ``[0, 1]`` ``H x W (x C)`` -> ``[C, H, W]`` float32 in ``[-1, 1]``.
@@ -139,3 +144,50 @@ def intensity_range(volume: np.ndarray, config: InferenceConfig) -> tuple[float,
 def volume_slice_to_unit(slice_2d: np.ndarray, low: float, high: float) -> np.ndarray:
     """Clip a slice to ``[low, high]`` and scale it to float32 ``[0, 1]``."""
     return ((np.clip(slice_2d.astype(np.float32), low, high) - low) / (high - low)).astype(np.float32)
+
+
+def volume_slice_image(
+    volume: np.ndarray,
+    axis: int,
+    index: int,
+    view: str,
+    window: tuple[float, float],
+    channels: int,
+    context: int = 0,
+) -> np.ndarray:
+    """One slice of a canonical volume as a 2D model's input: float32 ``H x W x channels`` in ``[0, 1]``.
+
+    The one function training slices (:mod:`datasets.volume_slices`) and ``run.py --predict`` use.
+
+    Args:
+        volume: RAS-canonical voxels ``[X, Y, Z]`` (or ``[X, Y, Z, C]`` with the network's channels).
+        axis: The slicing axis.
+        index: The slice.
+        view: :attr:`InferenceConfig.view`.
+        window: Intensities mapped to 0 and 1 (:func:`intensity_range`).
+        channels: The network's input channels.
+        context: Neighbouring slices per side stacked as channels (:attr:`InferenceConfig.context`).
+
+    Raises:
+        ValueError: If ``context > 0`` and ``channels != 2 * context + 1``, or the axis is not 0, 1, 2.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError(f"inference.slice_axis must be 0, 1 or 2, got {axis}")
+    if context > 0 and channels != 2 * context + 1:
+        raise ValueError(
+            f"inference.context {context} stacks {2 * context + 1} slices "
+            f"but the network takes {channels} channels"
+        )
+    if volume.ndim == 4:  # [X, Y, Z, C]: the channels are the volume's own
+        if context:
+            raise ValueError("inference.context needs a 3D volume; this one has channels (4D)")
+        return np.ascontiguousarray(
+            to_view(volume_slice_to_unit(np.take(volume, index, axis=axis), *window), view)
+        )
+    last = volume.shape[axis] - 1
+    picks = [min(max(index + d, 0), last) for d in range(-context, context + 1)]
+    planes = [to_view(volume_slice_to_unit(np.take(volume, i, axis=axis), *window), view) for i in picks]
+    image = np.stack(planes, axis=-1)
+    if context == 0 and channels != 1:
+        image = np.repeat(image, channels, axis=2)
+    return np.ascontiguousarray(image)

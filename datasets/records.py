@@ -8,40 +8,59 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """One 2D sample on disk.
+    """One 2D sample on disk: an image file, or one slice of a volume.
 
     Attributes:
-        id: Unique sample identifier (usually the image file stem).
-        image: Path of the image file.
-        mask: Path of the label mask, or None for unlabelled data.
+        id: Unique sample identifier (usually the image file stem; ``<case>_zNNN`` for a slice).
+        image: Path of the image file (or of the volume).
+        mask: Path of the label mask (or label volume), or None for unlabelled data.
+        group: The patient the sample belongs to: splits never separate a group (None: its own id).
+        slice_index: For a volume: the slice, or None for a whole case (see :mod:`datasets.volume_slices`).
+        slab: For a volume case: the slices ``[start, stop)`` it covers along the slicing axis, or
+            None for all of them (``volumes.slabs``).
     """
 
     id: str
     image: Path
     mask: Path | None
+    group: str | None = None
+    slice_index: int | None = None
+    slab: tuple[int, int] | None = None
+
+    @property
+    def unit(self) -> str:
+        """What splits are made of: the group (patient) when set, else the sample itself."""
+        return self.group if self.group is not None else self.id
 
 
-def _shuffled(records: Sequence[SampleRecord], seed: int) -> list[SampleRecord]:
+def _shuffled_units(records: Sequence[SampleRecord], seed: int) -> list[str]:
     # Sort first so the result does not depend on filesystem listing order.
-    ordered = sorted(records, key=lambda r: r.id)
-    random.Random(seed).shuffle(ordered)
-    return ordered
+    units = sorted({r.unit for r in records})
+    random.Random(seed).shuffle(units)
+    return units
+
+
+def _of_units(records: Sequence[SampleRecord], units: Sequence[str]) -> list[SampleRecord]:
+    wanted = set(units)
+    return sorted((r for r in records if r.unit in wanted), key=lambda r: r.id)
 
 
 def kfold_split(
     records: Sequence[SampleRecord], n_folds: int, fold: int, seed: int
 ) -> tuple[list[SampleRecord], list[SampleRecord]]:
-    """Split records into train and validation parts by seeded k-fold.
+    """Split records into train and validation parts by seeded k-fold over their units (patients).
 
-    The records are sorted by id, shuffled with ``seed`` and cut into ``n_folds`` nearly equal
-    contiguous folds; fold ``fold`` is the validation part. Over all folds the validation parts are
-    disjoint and cover every record.
+    The units (:attr:`SampleRecord.unit`: the patient when records carry groups, else each record)
+    are sorted, shuffled with ``seed`` and cut into ``n_folds`` nearly equal contiguous folds; fold
+    ``fold`` is the validation part. Over all folds the validation parts are disjoint and cover every
+    record, and no patient is on both sides.
 
     Args:
         records: Records to split.
@@ -59,35 +78,46 @@ def kfold_split(
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
-    if len(records) < n_folds:
-        raise ValueError(f"cannot split {len(records)} records into n_folds={n_folds} folds")
-    ordered = _shuffled(records, seed)
-    bounds = [round(i * len(ordered) / n_folds) for i in range(n_folds + 1)]
-    val = ordered[bounds[fold] : bounds[fold + 1]]
-    train = ordered[: bounds[fold]] + ordered[bounds[fold + 1] :]
-    return sorted(train, key=lambda r: r.id), sorted(val, key=lambda r: r.id)
+    units = _shuffled_units(records, seed)
+    if len(units) < n_folds:
+        what = "patients" if len(units) < len(records) else "records"
+        raise ValueError(f"cannot split {len(units)} {what} into n_folds={n_folds} folds")
+    bounds = [round(i * len(units) / n_folds) for i in range(n_folds + 1)]
+    val = units[bounds[fold] : bounds[fold + 1]]
+    train = units[: bounds[fold]] + units[bounds[fold + 1] :]
+    return _of_units(records, train), _of_units(records, val)
 
 
-def subsample(records: Sequence[SampleRecord], percent: float, seed: int) -> list[SampleRecord]:
+def subsample(
+    records: Sequence[SampleRecord], percent: float, seed: int, by: Literal["records", "units"] = "records"
+) -> list[SampleRecord]:
     """Keep a seeded random fraction of the records (labelled-data-efficiency runs).
 
     Args:
         records: Records to draw from.
-        percent: Fraction to keep, in ``(0, 1]``; at least one record is kept.
+        percent: Fraction to keep, in ``(0, 1]``; at least one record (or unit) is kept.
         seed: Seed of the draw.
+        by: Count ``records`` (slices of a volume dataset, as SSL-MedSeg counts) or ``units``
+            (patients: every slice of a drawn patient is kept).
 
     Returns:
-        ``max(1, round(percent * len(records)))`` records, sorted by id.
+        ``max(1, round(percent * n))`` records (or all records of that many units), sorted by id.
 
     Raises:
-        ValueError: If ``percent`` is not in ``(0, 1]`` or ``records`` is empty.
+        ValueError: If ``percent`` is not in ``(0, 1]``, ``by`` is unknown or ``records`` is empty.
     """
     if not (0.0 < percent <= 1.0) or math.isnan(percent):
         raise ValueError(f"percent must be in (0, 1], got {percent}")
     if not records:
         raise ValueError("cannot subsample an empty list of records")
-    count = max(1, round(percent * len(records)))
-    return sorted(_shuffled(records, seed)[:count], key=lambda r: r.id)
+    if by == "units":
+        units = _shuffled_units(records, seed)
+        return _of_units(records, units[: max(1, round(percent * len(units)))])
+    if by != "records":
+        raise ValueError(f"subsample by must be 'records' or 'units', got {by!r}")
+    ordered = sorted(records, key=lambda r: r.id)
+    random.Random(seed).shuffle(ordered)
+    return sorted(ordered[: max(1, round(percent * len(records)))], key=lambda r: r.id)
 
 
 def read_split_file(path: str | Path) -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ from datasets.patches import SpatialStep, patch_rng
 from datasets.preprocess import normalise_image
 from datasets.records import SampleRecord
 from datasets.transforms import STAGES, sample_seed, seed_transform
+from datasets.volume_slices import VolumeCache, read_slice
 
 ExtraMapsFn = Callable[[SampleRecord, np.ndarray], dict[str, np.ndarray]]
 
@@ -50,6 +51,9 @@ class SegmentationDataset(Dataset):
         spatial: Applied to the image, mask and extra maps at native resolution before ``transform``
             (``data.sampling: patch``: the patch crop), with a generator seeded from
             ``(seed, epoch, index)`` (:func:`datasets.patches.patch_rng`).
+
+        volumes: Reader of slice records (``slice_index`` set; :mod:`datasets.volume_slices`); needed
+            only when ``records`` are slices of volumes.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class SegmentationDataset(Dataset):
         seed: int = 0,
         extra_maps: ExtraMapsFn | None = None,
         spatial: SpatialStep | None = None,
+        volumes: VolumeCache | None = None,
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown stage '{stage}'; expected one of {STAGES}")
@@ -75,6 +80,7 @@ class SegmentationDataset(Dataset):
         self.seed = seed
         self.extra_maps = extra_maps
         self.spatial = spatial
+        self.volumes = volumes
         self.epoch = 0
         self._registered_targets: set[str] = set()
 
@@ -86,6 +92,10 @@ class SegmentationDataset(Dataset):
         self.epoch = int(epoch)
 
     def _load(self, record: SampleRecord) -> tuple[np.ndarray, np.ndarray | None]:
+        if record.slice_index is not None:
+            if self.volumes is None:
+                raise ValueError(f"record {record.id} is a volume slice but the dataset has no volume reader")
+            return read_slice(self.volumes, record, self.in_channels, self.num_classes)
         image = read_image(record.image, self.in_channels)
         if record.mask is None:
             return image, None

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datasets.volume_cases import is_volume_batch
 from models.inference.patch_eval import data_eval_window, eval_logits
 from models.losses import apply_loss, create_loss
 from models.losses.distillation import DistillationLoss
@@ -17,6 +18,7 @@ from models.networks.registry import create_model
 from models.optim import OptimConfig
 from models.task import Monitor, TaskModule
 from models.transfer import load_pretrained, load_teacher
+from models.volume_eval import volume_test_rows
 
 # The supervised family's optimisation defaults (configs usually state their own).
 SUPERVISED_OPTIM = OptimConfig(name="adam", lr=1e-3, scheduler="cosine")
@@ -157,8 +159,15 @@ class SegmentationModule(TaskModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image metrics at each image's ORIGINAL resolution (logits are resized, not the masks).
 
-        With ``data.sampling: patch`` the logits come from sliding windows over the whole image.
+        With ``data.sampling: patch`` the logits come from sliding windows over the whole image; a whole
+        volume case (volume layouts) is predicted slice by slice and scored in 3D (mm).
         """
+        if is_volume_batch(batch):
+            hp = self.hparams
+            self.add_test_rows(
+                volume_test_rows(self, batch, self.num_classes, hp.include_background, hp.hd95_in_test)
+            )
+            return
         self.add_test_rows(
             test_rows(
                 eval_logits(self, batch["image"], self.num_classes),

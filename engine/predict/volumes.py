@@ -13,21 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from datasets.preprocess import from_view, intensity_range, to_view, volume_slice_to_unit
+from datasets.preprocess import from_view, intensity_range, volume_slice_image
 from engine.predict.inputs import InputItem, read_volume_input
 from engine.predict.options import PredictOptions
 from engine.predict.runner import Predictor
 from engine.predict.writers import OutputPaths, output_row, write_overlay, write_volume
-
-
-def slice_image(
-    volume: np.ndarray, axis: int, index: int, view: str, window: tuple[float, float], channels: int
-):
-    """One slice as the 2D model's input image: float32 ``H x W x channels`` in ``[0, 1]``."""
-    image = to_view(volume_slice_to_unit(np.take(volume, index, axis=axis), *window), view)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], channels, axis=2)
-    return np.ascontiguousarray(image)
 
 
 def _put(target: np.ndarray, axis: int, index: int, value: np.ndarray) -> None:
@@ -50,8 +40,6 @@ def predict_volume(
     inference = predictor.models[0].inference
     volume = read_volume_input(item, predictor.in_channels)
     axis, view = inference.slice_axis, inference.view
-    if axis not in (0, 1, 2):
-        raise ValueError(f"inference.slice_axis must be 0, 1 or 2, got {axis}")
     window = intensity_range(volume.array, inference)
     grid = volume.array.shape[:3]
     labels = np.zeros(grid, dtype=np.uint8 if predictor.num_classes <= 256 else np.int16)
@@ -60,7 +48,10 @@ def predict_volume(
     count = grid[axis]
     for start in range(0, count, options.batch_size):
         indices = range(start, min(count, start + options.batch_size))
-        images = [slice_image(volume.array, axis, i, view, window, predictor.in_channels) for i in indices]
+        images = [
+            volume_slice_image(volume.array, axis, i, view, window, predictor.in_channels, inference.context)
+            for i in indices
+        ]
         for index, image, log_probs in zip(indices, images, predictor.predict(images), strict=True):
             pred = log_probs.argmax(dim=0).numpy()
             _put(labels, axis, index, from_view(pred, view))

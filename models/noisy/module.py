@@ -31,6 +31,7 @@ from datasets.image_io import write_png_atomic
 from datasets.patch_pipeline import stage_pipeline
 from datasets.segmentation_dataset import SegmentationDataset
 from datasets.transforms import build_transforms
+from datasets.volume_cases import is_volume_batch
 from models.inference.patch_eval import eval_logits
 from models.metric_collection import SegmentationMetrics
 from models.networks.registry import create_model
@@ -43,6 +44,7 @@ from models.noisy.superpixel_ops import keep_rates_at
 from models.optim import OptimConfig
 from models.segmentation_module import log_validation_metrics, logits_to_labels, test_rows
 from models.task import Monitor, TaskModule, local_log_dir
+from models.volume_eval import volume_test_rows
 
 __all__ = ["METHODS", "NoisyLabelSegmentation"]
 
@@ -146,6 +148,11 @@ class NoisyLabelSegmentation(TaskModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-image metrics of the evaluated network at each image's original resolution."""
         classes, hp = max(self.num_classes, 2), self.hparams
+        if is_volume_batch(batch):
+            self.add_test_rows(
+                volume_test_rows(self, batch, self.num_classes, hp.include_background, hp.hd95_in_test)
+            )
+            return
         logits = eval_logits(self, batch["image"], self.num_classes)
         self.add_test_rows(test_rows(logits, batch, classes, hp.include_background, hp.hd95_in_test))
 

@@ -29,6 +29,9 @@ PLUGIN_LAYOUT_TESTS = {
     "jsrt_heart": "tests/datasets/test_jsrt.py",
     "jsrt_clavicles": "tests/datasets/test_jsrt.py",
     "noisy": "tests/noisy/test_module.py",
+    "msd": "tests/datasets/test_volume_layer.py",
+    "nifti_pairs": "tests/datasets/test_volume_layer.py",
+    "volumes": "tests/datasets/test_volume_layer.py",
 }
 
 
