@@ -174,6 +174,7 @@ FIXTURES: dict[str, Fixture] = {
     "config_search_sample.yaml": policy_search,
     "demo.yaml": sample,
     "demo_ct.yaml": sample,
+    "demo_patches.yaml": sample,
     "downstream_sample.yaml": sample,
     "fewshot_chaos_setting1.yaml": prepared_volumes,
     "fewshot_chaos_setting2.yaml": prepared_volumes,
