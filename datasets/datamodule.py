@@ -59,7 +59,8 @@ class SegmentationDataModule(L.LightningDataModule):
         oversample: Repeat the labelled subset to keep the full epoch length when percent < 1.
         seed: Seed of folds, subsampling, shuffling and augmentation.
         class_names: Names of the classes (default class_0..), length num_classes.
-        test_split: Which split the test loader serves: test, val or train.
+        test_split: Which split the test loader serves: test, val or train; ``all``: every sample of
+            the dataset, for ``--evaluate`` of a checkpoint on another dataset (nothing is trained).
         pin_memory: Pin batches in page-locked memory (GPU training).
         persistent_workers: Keep worker processes between epochs.
         superpixels: Superpixel maps served with every sample under ``superpixels`` (``source``: ``cache``
@@ -184,6 +185,8 @@ class SegmentationDataModule(L.LightningDataModule):
             splits = _apply_split_file(layout_splits, Path(self.split_file))
         else:
             splits = layout_splits
+        if self.test_split == "all":
+            return self._evaluate_everything(splits)
         train, val, test = splits["train"], splits["val"], splits["test"]
         if not train:
             raise ValueError(f"the train split of {self.root} (layout '{self.layout}') is empty")
@@ -220,6 +223,16 @@ class SegmentationDataModule(L.LightningDataModule):
             if not records:
                 raise ValueError(f"the {name} split of {self.root} (layout '{self.layout}') is empty")
         return resolved
+
+    def _evaluate_everything(self, splits: dict[str, list[SampleRecord]]) -> dict[str, list[SampleRecord]]:
+        """``test_split: all``: every record (case) to the test loader, none to train or val."""
+        everything = sorted({r for records in splits.values() for r in records}, key=lambda r: r.id)
+        if not everything:
+            raise ValueError(f"{self.root} (layout '{self.layout}') holds no sample to evaluate")
+        if self.is_volume:
+            self.cases = {"train": [], "val": [], "test": everything}
+            everything = expand_to_slices(everything, self.slicing)
+        return {"train": [], "val": [], "test": everything}
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of all splits (images and masks are read lazily in ``__getitem__``)."""
@@ -261,13 +274,17 @@ class SegmentationDataModule(L.LightningDataModule):
         if self._tests_whole_volumes():
             size = None if self.patching is not None else self.image_size
             self.test_dataset = VolumeCaseDataset(
-                self.cases[self.test_split], self.slicing, size, self.in_channels, self.num_classes
+                self.cases[self._test_key], self.slicing, size, self.in_channels, self.num_classes
             )
         elif self.is_volume:
-            self.test_dataset = make(expand_to_slices(self.cases[self.test_split], self.slicing), "test")
+            self.test_dataset = make(expand_to_slices(self.cases[self._test_key], self.slicing), "test")
         else:
-            self.test_dataset = make(self.splits[self.test_split], "test")
+            self.test_dataset = make(self.splits[self._test_key], "test")
         log.info("%s", self.describe())
+
+    @property
+    def _test_key(self) -> str:
+        return "test" if self.test_split == "all" else self.test_split
 
     def _tests_whole_volumes(self) -> bool:
         """Whether the test loader serves whole volume cases.
@@ -342,6 +359,10 @@ class SegmentationDataModule(L.LightningDataModule):
         """
         if self.train_dataset is None:
             raise RuntimeError("call setup() before requesting a dataloader")
+        if self.test_split == "all":
+            raise ValueError(
+                "data.test_split: all gives every sample to the test loader; use it with --evaluate"
+            )
         sampler = EpochShuffleSampler(len(self.train_dataset), self.seed)
         drop_last = len(self.train_dataset) > self.batch_size
         return self._loader(self.train_dataset, sampler, drop_last, ResumableDataLoader)
@@ -385,8 +406,8 @@ def _check_args(
         raise ValueError(f"need n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
     if not 0.0 < percent <= 1.0:
         raise ValueError(f"percent must be in (0, 1], got {percent}")
-    if test_split not in SPLIT_NAMES:
-        raise ValueError(f"test_split must be one of {SPLIT_NAMES}, got '{test_split}'")
+    if test_split not in (*SPLIT_NAMES, "all"):
+        raise ValueError(f"test_split must be one of {(*SPLIT_NAMES, 'all')}, got '{test_split}'")
 
 
 def _apply_split_file(

@@ -56,6 +56,12 @@ class InferenceConfig:
     """How a slice was turned into the training image: ``radiological`` (anterior up, patient right on
     the image left, as the embedded sample's slices) or ``array`` (the array's own axes)."""
 
+    reorient: bool = True
+    """Read volumes on their closest RAS axes (``nibabel.as_closest_canonical``: axis flips and swaps,
+    no resampling), so ``slice_axis: 2`` is axial whatever the file's order. False keeps the stored
+    voxel axes: for oblique stacks such as cardiac short-axis MR (ACDC), whose slices are the stored
+    z axis whichever RAS axis it is closest to."""
+
     context: int = 0
     """2.5D input: the ``context`` slices on each side of a slice are its other channels (the network
     takes ``2 * context + 1`` channels; slices past the volume's ends repeat the end slice). 0: one

@@ -84,8 +84,10 @@ class LoadedVolume:
     stored_affine: np.ndarray | None = None
 
 
-def canonical_shape(path: Path) -> tuple[int, ...]:
+def canonical_shape(path: Path, reorient: bool = True) -> tuple[int, ...]:
     """The RAS-canonical array shape of a NIfTI file from its header (no voxel is read).
+
+    With ``reorient`` False: the stored shape (``inference.reorient``).
 
     Raises:
         ValueError: If the file cannot be read or is not 3D (a 4D file with one volume is accepted).
@@ -99,19 +101,23 @@ def canonical_shape(path: Path) -> tuple[int, ...]:
         shape = shape[:3]
     if len(shape) != 3:
         raise ValueError(f"volume {path} has shape {shape}; expected a 3D volume [X, Y, Z]")
+    if not reorient:
+        return shape
     ornt = nib.io_orientation(img.affine)
     return tuple(shape[int(np.where(ornt[:, 0] == axis)[0][0])] for axis in range(3))
 
 
-def load_canonical(path: Path, label: bool) -> LoadedVolume:
+def load_canonical(path: Path, label: bool, reorient: bool = True) -> LoadedVolume:
     """Read a NIfTI file onto its RAS-canonical grid (images float32, labels checked integer ids).
+
+    With ``reorient`` False the stored voxel axes are kept (``inference.reorient``).
 
     Raises:
         ValueError: For an unreadable or non-3D file, or a label volume with fractional/negative values.
     """
     canonical_shape(path)
     stored = nib.load(str(path))
-    img = nib.as_closest_canonical(stored)
+    img = nib.as_closest_canonical(stored) if reorient else stored
     data = np.asarray(img.dataobj)
     data = data.reshape(data.shape[:3])
     affine = np.asarray(img.affine, dtype=np.float64)
@@ -163,7 +169,7 @@ class VolumeCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        volume = load_canonical(path, label)
+        volume = load_canonical(path, label, self.inference.reorient)
         if not label:
             volume.window = intensity_range(volume.array, self.inference)
         self._items[key] = volume
@@ -216,7 +222,7 @@ def expand_to_slices(cases: Sequence[SampleRecord], inference: InferenceConfig) 
     """
     out: list[SampleRecord] = []
     for case in cases:
-        z0, z1 = case.slab or (0, canonical_shape(case.image)[inference.slice_axis])
+        z0, z1 = case.slab or (0, canonical_shape(case.image, inference.reorient)[inference.slice_axis])
         out += [
             replace(case, id=f"{case.id}_z{z:03d}", group=case.unit, slice_index=z, slab=None)
             for z in range(z0, z1)
@@ -238,7 +244,7 @@ def split_into_slabs(
         return list(cases)
     out = []
     for case in cases:
-        n = canonical_shape(case.image)[inference.slice_axis]
+        n = canonical_shape(case.image, inference.reorient)[inference.slice_axis]
         if n < slabs:
             raise ValueError(
                 f"volumes.slabs {slabs}: {case.image} has only {n} slices along axis {inference.slice_axis}"
@@ -263,7 +269,7 @@ def repeat_foreground(
     out: list[SampleRecord] = []
     for record in slices:
         if record.mask is not None and record.mask not in foreground:
-            label = load_canonical(record.mask, label=True).array
+            label = load_canonical(record.mask, True, inference.reorient).array
             foreground[record.mask] = {int(z) for z in np.where((label > 0).any(axis=other))[0]}
         fg = record.mask is not None and record.slice_index in foreground[record.mask]
         out.extend([record] * (times if fg else 1))

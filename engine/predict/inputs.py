@@ -42,12 +42,15 @@ class VolumeData:
     """A volume ready for slice-wise inference.
 
     Attributes:
-        array: RAS-canonical voxels ``[X, Y, Z]`` (or ``[X, Y, Z, C]``), float32.
+        array: RAS-canonical voxels ``[X, Y, Z]`` (or ``[X, Y, Z, C]``), float32; the stored axes
+            when ``canonical`` is False.
         reference: The image as stored (its affine and header are the output's).
+        canonical: Whether ``array`` was reoriented to the closest RAS axes (``inference.reorient``).
     """
 
     array: np.ndarray
     reference: nib.Nifti1Image
+    canonical: bool = True
 
 
 def _nifti_stem(path: Path) -> str | None:
@@ -132,8 +135,8 @@ def read_image_input(item: InputItem, channels: int) -> np.ndarray:
     return read_image(item.path, channels)
 
 
-def read_volume_input(item: InputItem, channels: int) -> VolumeData:
-    """A NIfTI file or DICOM series as RAS-canonical float32 voxels, with the stored image.
+def read_volume_input(item: InputItem, channels: int, reorient: bool = True) -> VolumeData:
+    """A NIfTI file or DICOM series as RAS-canonical float32 voxels (``reorient`` False: as stored).
 
     Raises:
         ValueError: If the file is unreadable, not 3D (or 4D with ``channels`` channels).
@@ -141,17 +144,17 @@ def read_volume_input(item: InputItem, channels: int) -> VolumeData:
     if item.kind == "dicom":
         with tempfile.TemporaryDirectory() as tmp:
             converted = dicom_series_to_nifti(item.path, Path(tmp) / "series.nii.gz")
-            return _load_nifti(converted, item.path, channels, in_memory=True)
-    return _load_nifti(item.path, item.path, channels, in_memory=False)
+            return _load_nifti(converted, item.path, channels, True, reorient)
+    return _load_nifti(item.path, item.path, channels, False, reorient)
 
 
-def _load_nifti(path: Path, shown: Path, channels: int, in_memory: bool) -> VolumeData:
+def _load_nifti(path: Path, shown: Path, channels: int, in_memory: bool, reorient: bool) -> VolumeData:
     try:
         img = nib.load(str(path))
         if in_memory:  # the file goes away with its temporary folder
             img = nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header)
-        canonical = nib.as_closest_canonical(img)
-        array = np.asarray(canonical.dataobj, dtype=np.float32)
+        oriented = nib.as_closest_canonical(img) if reorient else img
+        array = np.asarray(oriented.dataobj, dtype=np.float32)
     except Exception as err:  # re-raised with the file named, never swallowed
         raise ValueError(f"cannot read volume {shown}: {type(err).__name__}: {err}") from err
     have = 1 if array.ndim == 3 else (array.shape[3] if array.ndim == 4 else None)
@@ -163,4 +166,4 @@ def _load_nifti(path: Path, shown: Path, channels: int, in_memory: bool) -> Volu
         array = array[..., 0]
     elif array.ndim == 4 and have != channels:
         raise ValueError(f"volume {shown} has {have} channels but the model takes {channels}")
-    return VolumeData(array, img)
+    return VolumeData(array, img, reorient)

@@ -38,7 +38,7 @@ def predict_volume(
         ValueError: For an unreadable volume, a bad slice axis, or channels the model cannot take.
     """
     inference = predictor.models[0].inference
-    volume = read_volume_input(item, predictor.in_channels)
+    volume = read_volume_input(item, predictor.in_channels, inference.reorient)
     axis, view = inference.slice_axis, inference.view
     window = intensity_range(volume.array, inference)
     grid = volume.array.shape[:3]
@@ -60,7 +60,7 @@ def predict_volume(
             if paths.overlay_stem is not None and index % options.overlay_every == 0:
                 target = paths.overlay_stem.with_name(f"{paths.overlay_stem.name}_z{index:03d}.png")
                 overlays.append(write_overlay(target, image, pred))
-    write_volume(paths.mask, labels, volume.reference, labels.dtype.type)
+    write_volume(paths.mask, labels, volume.reference, labels.dtype.type, volume.canonical)
     if probs is not None and paths.probs is not None:
-        write_volume(paths.probs, probs, volume.reference, np.float32)
+        write_volume(paths.probs, probs, volume.reference, np.float32, volume.canonical)
     return output_row(item, paths, labels, overlays, volume.reference.shape)

@@ -112,7 +112,9 @@ def to_stored_orientation(canonical: np.ndarray, reference: nib.Nifti1Image) -> 
     return nib.orientations.apply_orientation(canonical, nib.orientations.ornt_transform(ras, stored))
 
 
-def write_volume(path: Path, canonical: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> None:
+def write_volume(
+    path: Path, canonical: np.ndarray, reference: nib.Nifti1Image, dtype: type, reoriented: bool = True
+) -> None:
     """Write a canonical-grid array with the reference's affine and header (orientation, spacing).
 
     Args:
@@ -120,8 +122,10 @@ def write_volume(path: Path, canonical: np.ndarray, reference: nib.Nifti1Image, 
         canonical: ``[X, Y, Z]`` or ``[X, Y, Z, C]`` on the RAS-canonical grid of ``reference``.
         reference: The input image as stored.
         dtype: Stored type (``np.uint8``/``np.int16`` for labels, ``np.float32`` for probabilities).
+        reoriented: False when ``canonical`` is on the stored axes already (``inference.reorient: false``).
     """
-    data = np.ascontiguousarray(to_stored_orientation(canonical, reference)).astype(dtype)
+    stored = to_stored_orientation(canonical, reference) if reoriented else canonical
+    data = np.ascontiguousarray(stored).astype(dtype)
     header = reference.header.copy()
     header.set_data_dtype(dtype)
     header.set_data_shape(data.shape)

@@ -170,3 +170,18 @@ def test_slabs_cut_a_scan_into_cases_covering_every_slice(tmp_path):
     # Each slab is its own group: its slices are served under it, 2 per slab.
     assert sum(len(served[name]) for name in ("train", "val")) == 2 * SHAPE[2]
     assert {r.group for r in served["val"]} == {r.id for r in dm.cases["val"]}
+
+
+def test_reorient_false_slices_the_stored_axes_of_an_oblique_stack(tmp_path):
+    # Stored axis 0 runs along world S (3 mm), axis 2 along R: the closest RAS order is (2, 1, 0).
+    image, label = volume_pair(0)
+    affine = np.array([[0, 0, 1.5, 0], [0, 1.5, 0, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
+    case = _case(tmp_path, image, label, affine_label=affine)[0]
+    write_nifti(case.image, image, affine=affine)
+    assert canonical_shape(case.image) == (6, 10, 12) and canonical_shape(case.image, reorient=False) == SHAPE
+    stored = InferenceConfig(window=[0.0, 700.0], view="array", reorient=False)
+    assert (
+        len(expand_to_slices([case], stored)) == SHAPE[2] and len(expand_to_slices([case], INFERENCE)) == 12
+    )
+    img, mask = read_slice(VolumeCache(1, stored), expand_to_slices([case], stored)[3], 1, 3)
+    np.testing.assert_array_equal(mask, label[:, :, 3])  # the stored slice, not a reoriented one

@@ -16,8 +16,9 @@ import torch
 from datasets.noise.cli import generate_noisy_dataset
 from datasets.volumes.io import Volume
 from datasets.volumes.prepare import write_prepared
-from tests.datasets.conftest import LAYOUT_WRITERS, make_folder_splits, make_isic2016
+from tests.datasets.conftest import LAYOUT_WRITERS, make_isic2016
 from tests.datasets.test_jsrt import _write_gif, _write_img
+from tests.datasets.volume_fixtures import make_acdc
 from tests.policy_search.test_trial import save_lightning_checkpoint, write_tiny_checkpoints
 
 from .conftest import REPO
@@ -102,9 +103,14 @@ def kd_teacher(tmp_path: Path) -> list[str]:
     return ["--model.teacher_checkpoint", str(save_lightning_checkpoint(teacher, tmp_path / "teacher.ckpt"))]
 
 
-def folder_grey(tmp_path: Path) -> list[str]:
-    """byol_acdc.yaml: ACDC slices exported to the folder layout (grey images)."""
-    return ["--data.root", str(make_folder_splits(tmp_path / "acdc"))]
+def acdc_volumes(tmp_path: Path) -> list[str]:
+    """acdc.yaml / byol_acdc.yaml: three ACDC patients (two frames each) and a patient split file."""
+    import json
+
+    root = make_acdc(tmp_path / "acdc", patients=3)
+    split = tmp_path / "acdc_split.json"
+    split.write_text(json.dumps({"train": ["patient001"], "val": ["patient002"], "test": ["patient003"]}))
+    return ["--data.root", str(root), "--data.split_file", str(split)]
 
 
 def prepared_volumes(tmp_path: Path) -> list[str]:
@@ -162,7 +168,9 @@ def jsrt_root(root: Path) -> Path:
 
 FIXTURES: dict[str, Fixture] = {
     "base_segmentation.yaml": layout_root("folder"),
-    "byol_acdc.yaml": folder_grey,
+    "acdc.yaml": acdc_volumes,
+    "byol_acdc.yaml": acdc_volumes,
+    "byol_volume_sample.yaml": sample,
     "byol_sample.yaml": sample,
     "config.yaml": autosmim_downstream,
     "config_colorization_sample.yaml": sample,
@@ -175,7 +183,9 @@ FIXTURES: dict[str, Fixture] = {
     "demo.yaml": sample,
     "demo_ct.yaml": sample,
     "demo_patches.yaml": sample,
+    "demo_volume.yaml": sample,
     "downstream_sample.yaml": sample,
+    "downstream_volume_sample.yaml": sample,
     "fewshot_chaos_setting1.yaml": prepared_volumes,
     "fewshot_chaos_setting2.yaml": prepared_volumes,
     "fewshot_sabs_setting1.yaml": prepared_volumes,
@@ -188,6 +198,7 @@ FIXTURES: dict[str, Fixture] = {
     "isic2018.yaml": layout_root("isic2018"),
     "kd_sample.yaml": kd_teacher,
     "kvasir.yaml": layout_root("polyp"),
+    "mim_volume_sample.yaml": sample,
     "noisy_isic2017.yaml": noisy_view("noisy_isic2017.yaml", "isic2017", LAYOUT_WRITERS["isic2017"]),
     "noisy_jsrt.yaml": noisy_view("noisy_jsrt.yaml", "jsrt_lungs", jsrt_root),
     "noisy_sample.yaml": sample,

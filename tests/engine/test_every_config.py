@@ -28,7 +28,7 @@ SEGMENTATION_DATA = [
 SMALL = ["--data.image_size", "64"]
 FEWSHOT_DATA = ["--data.image_size", "32", "--data.episodes_per_epoch", "2"]
 # Configs whose transforms pin the training size: run at their own size.
-OWN_SIZE = {"config_inpainting.yaml"}
+OWN_SIZE = {"config_inpainting.yaml", "acdc.yaml"}
 
 
 def _overrides(name: str) -> list[str]:
@@ -61,7 +61,10 @@ def test_config_runs_one_step(name, tmp_path):
     data_args = FIXTURES[name](tmp_path)
     runs = tmp_path / "runs"
     result = main(["--cfg", str(CONFIG_DIR / name), "--runs_dir", str(runs), *data_args, *_overrides(name)])
-    tested = "pretext.byol.BYOL" not in (CONFIG_DIR / name).read_text()  # BYOL has no test stage
+    text = (CONFIG_DIR / name).read_text()
+    tested = "pretext.byol.BYOL" not in text and not name.startswith("byol")  # BYOL has no test stage
     assert bool(result["test"]) == tested, result["test"]
     for key, value in result["test"].items():
-        assert value == value, f"{name}: test metric {key} is NaN"  # NaN != NaN
+        # NaN != NaN. HD95 is NaN by definition when a side is empty (after one step a model may predict
+        # nothing; models.metrics flags it); any other NaN is a bug.
+        assert value == value or key.startswith("hd95"), f"{name}: test metric {key} is NaN"

@@ -1,4 +1,4 @@
-"""``run.py --predict`` with a few-shot (ALPNet) checkpoint: support + label segment new images and volumes."""
+"""``run.py --predict`` with a few-shot (ALPNet) checkpoint: a support and its label segment new data."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_volume_query_keeps_its_geometry_in_any_orientation(trained, tmp_path):
     assert probs.shape == (*src.shape, 2) and probs.min() >= 0 and probs.max() <= 1
     labels = np.asarray(ras.dataobj)
     np.testing.assert_array_equal(labels == 1, (probs[..., 0] > 0.5) & (probs[..., 0] >= probs[..., 1]))
-    assert sorted(p.name for p in out.glob("ras_overlay_z*.png")) == ["ras_overlay_z000.png", "ras_overlay_z010.png"]
+    overlays = sorted(p.name for p in out.glob("ras_overlay_z*.png"))
+    assert overlays == ["ras_overlay_z000.png", "ras_overlay_z010.png"]
 
 
 def test_query_range_limits_the_segmented_slices(trained, tmp_path):
