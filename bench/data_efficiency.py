@@ -10,7 +10,14 @@ per image at the original resolution) of the best-validation checkpoint is colle
 
 Without ``--byol-ckpt`` / ``--mim-ckpt`` the encoders are pretrained first with
 ``configs/byol_sample.yaml`` / ``configs/config_inpainting_sample.yaml`` (the last checkpoint is used, as
-SSL-MedSeg transfers the last BYOL epoch). Writes ``results.csv`` (rewritten after every run) and
+SSL-MedSeg transfers the last BYOL epoch). On volumes (per-case 3D test Dice), with the configs
+that read the sample CT volume directly:
+
+    python bench/data_efficiency.py --downstream-config configs/downstream_volume_sample.yaml \\
+        --byol-config configs/byol_volume_sample.yaml --mim-config configs/mim_volume_sample.yaml \\
+        --percents 0.34 1.0 --seeds 0 1 2 --image-size 96 --out runs/data_efficiency_volume
+
+Writes ``results.csv`` (rewritten after every run) and
 ``data_efficiency.png`` into ``--out``, and prints a markdown table of mean +- std test Dice.
 """
 
@@ -54,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per run")
     p.add_argument("--pretrain-epochs", type=int, default=15, help="epochs of each pretraining run")
     p.add_argument("--downstream-config", default="configs/downstream_sample.yaml")
+    p.add_argument("--byol-config", default=PRETRAIN_CONFIGS["byol"], help="BYOL pretraining config")
+    p.add_argument("--mim-config", default=PRETRAIN_CONFIGS["mim"], help="MIM pretraining config")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--out", default="runs/data_efficiency", help="output folder")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more overrides for every fine-tune")
@@ -89,7 +98,7 @@ def _quiet() -> list[str]:
     ]
 
 
-def pretrain(kind: str, epochs: int, image_size: int, out: Path) -> str:
+def pretrain(kind: str, epochs: int, image_size: int, out: Path, config_path: str | None = None) -> str:
     """Run a pretext config on the sample and return its last checkpoint.
 
     Raises:
@@ -97,7 +106,7 @@ def pretrain(kind: str, epochs: int, image_size: int, out: Path) -> str:
     """
     from run import main
 
-    config = REPO / PRETRAIN_CONFIGS[kind]
+    config = REPO / (config_path or PRETRAIN_CONFIGS[kind])
     if not config.is_file():
         raise FileNotFoundError(f"--inits {kind} without --{kind}-ckpt needs {config} to pretrain one")
     t0 = time.perf_counter()
@@ -211,7 +220,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ckpts: dict[str, str | None] = {"random": None, "mim": args.mim_ckpt, "byol": args.byol_ckpt}
     for kind in ("mim", "byol"):
         if kind in args.inits and ckpts[kind] is None:
-            ckpts[kind] = pretrain(kind, args.pretrain_epochs, args.image_size, out)
+            ckpts[kind] = pretrain(
+                kind, args.pretrain_epochs, args.image_size, out, getattr(args, f"{kind}_config")
+            )
     rows: list[dict] = []
     t0 = time.perf_counter()
     for seed in args.seeds:

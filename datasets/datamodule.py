@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Sampler
 
-from datasets.layouts import LAYOUTS, find_samples
+from datasets.datamodule_args import check_args, inference_config
 from datasets.patch_pipeline import PatchPlan, WindowSpec, resolve_patches, stage_pipeline
 from datasets.patches import PatchConfig
 from datasets.preprocess import InferenceConfig
-from datasets.records import SPLIT_NAMES, SampleRecord, kfold_split, read_split_file, subsample
+from datasets.records import SampleRecord
 from datasets.samplers import EpochShuffleSampler, ResumableDataLoader
 from datasets.segmentation_dataset import ExtraMapsFn, SegmentationDataset, collate_segmentation
+from datasets.split_resolution import SplitSettings, resolve_splits
 from datasets.superpixels.config import SuperpixelConfig
 from datasets.superpixels.loader_hook import make_superpixel_hook
 from datasets.transforms import build_transforms
 from datasets.volume_cases import VolumeCaseDataset, collate_case
 from datasets.volume_layouts import is_volume_layout
-from datasets.volume_slices import VolumeCache, VolumeConfig, expand_to_slices, split_into_slabs
-from datasets.volume_splits import check_no_patient_leak, resolve_ids, volume_splits
+from datasets.volume_slices import VolumeCache, VolumeConfig, expand_to_slices
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +103,7 @@ class SegmentationDataModule(L.LightningDataModule):
         volumes: VolumeConfig | None = None,
     ) -> None:
         super().__init__()
-        _check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
+        check_args(layout, num_classes, in_channels, batch_size, n_folds, fold, percent, test_split)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -149,7 +147,7 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"data.volumes applies to volume layouts (volumes, msd, nifti_pairs), not '{layout}'"
             )
         self.volumes = VolumeConfig.coerce(volumes, VolumeConfig())
-        self.slicing = _inference_config(inference)
+        self.slicing = inference_config(inference)
         self.cases: dict[str, list[SampleRecord]] = {}
 
     @property
@@ -168,7 +166,7 @@ class SegmentationDataModule(L.LightningDataModule):
         """Nothing to download: datasets must already be on disk."""
 
     def resolve_splits(self) -> dict[str, list[SampleRecord]]:
-        """Compute the train/val/test records (no image is read).
+        """Compute the train/val/test records (no image is read); volume cases go to ``self.cases``.
 
         Returns:
             Mapping ``train``/``val``/``test`` to records; ``train`` after subsampling/oversampling.
@@ -177,62 +175,13 @@ class SegmentationDataModule(L.LightningDataModule):
             FileNotFoundError: If the root or expected files are missing.
             ValueError: If a split is empty or the split file names unknown ids.
         """
-        layout_splits = {name: find_samples(self.layout, self.root, name) for name in SPLIT_NAMES}
-        if self.is_volume:
-            slabs = self.volumes.slabs
-            layout_splits = {k: split_into_slabs(v, self.slicing, slabs) for k, v in layout_splits.items()}
-        if self.split_file is not None:
-            splits = _apply_split_file(layout_splits, Path(self.split_file))
-        else:
-            splits = layout_splits
-        if self.test_split == "all":
-            return self._evaluate_everything(splits)
-        train, val, test = splits["train"], splits["val"], splits["test"]
-        if not train:
-            raise ValueError(f"the train split of {self.root} (layout '{self.layout}') is empty")
-        if not val:
-            train, val = kfold_split(train, self.n_folds, self.fold, self.seed)
-            log.info(
-                "no val split in %s: using fold %d of %d (seed %d)",
-                self.root,
-                self.fold,
-                self.n_folds,
-                self.seed,
-            )
-        if not test:
-            test = val
-            log.warning(
-                "no test split in %s (layout '%s'): testing on the validation fold, "
-                "so test metrics are not held-out estimates",
-                self.root,
-                self.layout,
-            )
-        if self.is_volume:
-            self.cases = {"train": train, "val": val, "test": test}
-            resolved = volume_splits(
-                self.cases, self.volumes, self.slicing, self.percent, self.seed, self.oversample
-            )
-        else:
-            if self.percent < 1.0:
-                full = len(train)
-                train = subsample(train, self.percent, self.seed)
-                if self.oversample:
-                    train = (train * math.ceil(full / len(train)))[:full]
-            resolved = {"train": train, "val": val, "test": test}
-        for name, records in resolved.items():
-            if not records:
-                raise ValueError(f"the {name} split of {self.root} (layout '{self.layout}') is empty")
-        return resolved
-
-    def _evaluate_everything(self, splits: dict[str, list[SampleRecord]]) -> dict[str, list[SampleRecord]]:
-        """``test_split: all``: every record (case) to the test loader, none to train or val."""
-        everything = sorted({r for records in splits.values() for r in records}, key=lambda r: r.id)
-        if not everything:
-            raise ValueError(f"{self.root} (layout '{self.layout}') holds no sample to evaluate")
-        if self.is_volume:
-            self.cases = {"train": [], "val": [], "test": everything}
-            everything = expand_to_slices(everything, self.slicing)
-        return {"train": [], "val": [], "test": everything}
+        settings = SplitSettings(
+            self.layout, self.root, self.split_file, self.n_folds, self.fold, self.seed, self.percent,
+            self.oversample, self.test_split, self.volumes if self.is_volume else None, self.slicing,
+        )  # fmt: skip
+        resolved = resolve_splits(settings)
+        self.cases = resolved.cases
+        return resolved.served
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of all splits (images and masks are read lazily in ``__getitem__``)."""
@@ -383,57 +332,3 @@ class SegmentationDataModule(L.LightningDataModule):
     def _eval_batch_size(self) -> int:
         # Whole native-resolution images differ in size; their windows are batched instead.
         return 1 if self.patching is not None else self.batch_size
-
-
-def _check_args(
-    layout: str,
-    num_classes: int,
-    in_channels: int,
-    batch_size: int,
-    n_folds: int,
-    fold: int,
-    percent: float,
-    test_split: str,
-) -> None:
-    LAYOUTS.check(layout)
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if in_channels not in (1, 3):
-        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if n_folds < 2 or not 0 <= fold < n_folds:
-        raise ValueError(f"need n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
-    if not 0.0 < percent <= 1.0:
-        raise ValueError(f"percent must be in (0, 1], got {percent}")
-    if test_split not in (*SPLIT_NAMES, "all"):
-        raise ValueError(f"test_split must be one of {(*SPLIT_NAMES, 'all')}, got '{test_split}'")
-
-
-def _apply_split_file(
-    layout_splits: dict[str, list[SampleRecord]], split_file: Path
-) -> dict[str, list[SampleRecord]]:
-    """Re-split all records the layout found according to the ids (or patient ids) in a split file."""
-    by_id: dict[str, SampleRecord] = {}
-    for records in layout_splits.values():
-        for record in records:
-            other = by_id.setdefault(record.id, record)
-            if other != record:
-                raise ValueError(
-                    f"id '{record.id}' names two samples ({other.image}, {record.image}); "
-                    f"ids must be unique across splits to use split_file {split_file}"
-                )
-    ids = read_split_file(split_file)
-    records = list(by_id.values())
-    splits = {name: resolve_ids(records, names, name, str(split_file)) for name, names in ids.items()}
-    check_no_patient_leak(splits, f"split file {split_file}")
-    return splits
-
-
-def _inference_config(value: InferenceConfig | dict | None) -> InferenceConfig:
-    """The ``inference`` block as a dataclass (a checkpoint's hyper-parameters hold a dict)."""
-    if value is None:
-        return InferenceConfig()
-    if isinstance(value, InferenceConfig):
-        return value
-    return InferenceConfig(**dict(value))
