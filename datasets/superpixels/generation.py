@@ -97,7 +97,8 @@ def collect_images(
 
     Raises:
         FileNotFoundError: If ``root`` is missing or holds no image.
-        ValueError: If two different images share an id (their maps would overwrite each other).
+        ValueError: If two different images share an id (their maps would overwrite each other), or the
+            layout lists volumes.
     """
     root = Path(root)
     if not root.is_dir():
@@ -112,7 +113,13 @@ def collect_images(
         ]
     else:
         from datasets.layouts import find_samples
+        from datasets.volume_layouts import is_volume_layout
 
+        if is_volume_layout(layout):
+            raise ValueError(
+                f"sp_generation does not precompute the slices of volume layout '{layout}' yet; use "
+                "superpixels.source: cpu (maps computed on each slice in the loader workers)"
+            )
         found = [(r.id, r.image) for split in splits for r in find_samples(layout, root, split)]
     by_id: dict[str, Path] = {}
     for image_id, path in found:

@@ -185,3 +185,11 @@ def test_reorient_false_slices_the_stored_axes_of_an_oblique_stack(tmp_path):
     )
     img, mask = read_slice(VolumeCache(1, stored), expand_to_slices([case], stored)[3], 1, 3)
     np.testing.assert_array_equal(mask, label[:, :, 3])  # the stored slice, not a reoriented one
+
+
+def test_sp_generation_refuses_volume_layouts_instead_of_failing_per_file(tmp_path):
+    # Regression: it listed the volumes as images and failed on every .nii.gz with an image-reader error.
+    from datasets.superpixels.generation import collect_images
+
+    with pytest.raises(ValueError, match="volume layout 'nifti_pairs' .* superpixels.source: cpu"):
+        collect_images(make_acdc(tmp_path, patients=1), "nifti_pairs")
