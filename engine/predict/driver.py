@@ -24,7 +24,7 @@ from engine.predict.checkpoints import check_ensemble, load_prediction_model, re
 from engine.predict.fewshot import FewShotRun
 from engine.predict.fewshot_driver import predict_fewshot
 from engine.predict.fewshot_model import check_fewshot_ensemble, is_fewshot_task, load_fewshot_model
-from engine.predict.inputs import InputItem, discover_inputs, read_image_input
+from engine.predict.inputs import InputItem, discover_inputs, predict_each, read_image_input
 from engine.predict.options import PredictOptions
 from engine.predict.runner import Predictor, resolve_device
 from engine.predict.volumes import predict_volume
@@ -142,21 +142,13 @@ def _predict_volumes(
     items: list[InputItem], predictor: Predictor, options: PredictOptions, out_dir: Path, bar: tqdm
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Predict and write volumes one by one; returns CSV rows and failure lines."""
-    rows, failures = [], []
-    for item in items:
-        start = time.perf_counter()
+
+    def one(item: InputItem) -> dict[str, Any]:
         paths = output_paths(out_dir, item.name, True, options.save_probs, options.overlay)
-        try:
-            _refuse_existing(paths, options.overwrite)
-            row = predict_volume(item, paths, predictor, options)
-        except (ValueError, FileNotFoundError) as err:
-            failures.append(f"{item.path}: {err}")
-            log.error("skipped %s: %s", item.path, err)
-        else:
-            row["seconds"] = round(time.perf_counter() - start, 6)
-            rows.append(row)
-        bar.update(1)
-    return rows, failures
+        _refuse_existing(paths, options.overwrite)
+        return predict_volume(item, paths, predictor, options)
+
+    return predict_each(items, one, bar)
 
 
 def _predict_all(

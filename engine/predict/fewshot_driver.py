@@ -9,7 +9,6 @@ foreground-probability channel per class, in the order of ``--organs`` (or of th
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from datasets.image_io import read_image, read_mask, write_png_atomic
 from datasets.volumes.label_maps import label_map as resolve_label_map
 from engine.predict.fewshot import FewShotRun, best_class_labels, segment_image, segment_volume
 from engine.predict.fewshot_model import FewShotModel, resolve_window, support_classes
-from engine.predict.inputs import InputItem, VolumeData, discover_inputs, read_volume_input
+from engine.predict.inputs import InputItem, VolumeData, discover_inputs, predict_each, read_volume_input
 from engine.predict.options import PredictOptions
 from engine.predict.writers import output_paths, output_row, write_overlay, write_probs_npz, write_volume
 
@@ -170,17 +169,5 @@ def predict_fewshot(
     """Segment every query from the support; returns the CSV rows and the failure lines."""
     support = read_support(options, run)
     log.info("few-shot classes %s from %s", support["classes"], options.support_label)
-    rows, failures = [], []
     with tqdm(total=len(items), unit="img", desc="predict", disable=not options.progress) as bar:
-        for item in items:
-            start = time.perf_counter()
-            try:
-                row = _predict_one(item, support, run, options)
-            except (ValueError, FileNotFoundError) as err:
-                failures.append(f"{item.path}: {err}")
-                log.error("skipped %s: %s", item.path, err)
-            else:
-                row["seconds"] = round(time.perf_counter() - start, 6)
-                rows.append(row)
-            bar.update(1)
-    return rows, failures
+        return predict_each(items, lambda item: _predict_one(item, support, run, options), bar)

@@ -8,10 +8,13 @@ A DICOM series is converted by SimpleITK (as ``python -m datasets.volumes`` does
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -20,6 +23,7 @@ from datasets.image_io import IMAGE_SUFFIXES, read_image
 from datasets.volumes.io import dicom_series_to_nifti
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -167,3 +171,32 @@ def _load_nifti(path: Path, shown: Path, channels: int, in_memory: bool, reorien
     elif array.ndim == 4 and have != channels:
         raise ValueError(f"volume {shown} has {have} channels but the model takes {channels}")
     return VolumeData(array, img, reorient)
+
+
+def predict_each(
+    items: list[InputItem], one: Callable[[InputItem], dict[str, Any]], bar: Any
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run ``one`` on every input; a failing input is logged, listed and skipped, the rest go on.
+
+    Args:
+        items: The inputs.
+        one: Predicts and writes one input; returns its ``predictions.csv`` row (``seconds`` is added).
+        bar: A tqdm bar advanced once per input.
+
+    Returns:
+        The rows and the failure lines (``path: message``).
+    """
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for item in items:
+        start = time.perf_counter()
+        try:
+            row = one(item)
+        except (ValueError, FileNotFoundError) as err:
+            failures.append(f"{item.path}: {err}")
+            log.error("skipped %s: %s", item.path, err)
+        else:
+            row["seconds"] = round(time.perf_counter() - start, 6)
+            rows.append(row)
+        bar.update(1)
+    return rows, failures
