@@ -22,9 +22,8 @@ import numpy as np
 from core.settings import Settings
 from datasets.preprocess import InferenceConfig, intensity_range, to_view, volume_slice_image
 from datasets.records import SampleRecord
-
-# Affine entries may differ by this much (mm) between an image and its label volume.
-AFFINE_TOLERANCE = 1e-3
+from datasets.volumes.geometry import grid_difference
+from datasets.volumes.label_maps import integer_labels
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,11 @@ class LoadedVolume:
     window: tuple[float, float] | None = None
     stored_affine: np.ndarray | None = None
 
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the array's axes, e.g. ``"RAS"`` (as :class:`datasets.volumes.io.Volume`)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
 
 def canonical_shape(path: Path, reorient: bool = True) -> tuple[int, ...]:
     """The RAS-canonical array shape of a NIfTI file from its header (no voxel is read).
@@ -122,15 +126,7 @@ def load_canonical(path: Path, label: bool, reorient: bool = True) -> LoadedVolu
     data = data.reshape(data.shape[:3])
     affine = np.asarray(img.affine, dtype=np.float64)
     spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    if label:
-        ids = np.rint(data)
-        if not np.array_equal(ids, data) or (ids < 0).any():
-            raise ValueError(
-                f"label volume {path} holds fractional or negative values; expected class ids 0..C-1"
-            )
-        data = ids.astype(np.int64)
-    else:
-        data = data.astype(np.float32)
+    data = integer_labels(data, f"label volume {path}") if label else data.astype(np.float32)
     return LoadedVolume(data, affine, spacing, stored_affine=np.asarray(stored.affine, dtype=np.float64))
 
 
@@ -140,8 +136,8 @@ def check_same_grid(image: Path, image_vol: LoadedVolume, label: Path, label_vol
     Raises:
         ValueError: Naming both files, shapes and affines.
     """
-    same_shape = image_vol.array.shape == label_vol.array.shape
-    if same_shape and np.allclose(image_vol.affine, label_vol.affine, atol=AFFINE_TOLERANCE):
+    difference = grid_difference(image_vol, label_vol)  # type: ignore[arg-type]  # duck-typed as a Volume
+    if difference is None:
         return
 
     def shown(volume: LoadedVolume) -> list:
@@ -152,7 +148,7 @@ def check_same_grid(image: Path, image_vol: LoadedVolume, label: Path, label_vol
     raise ValueError(
         f"label volume {label} (shape {label_vol.array.shape}, affine {shown(label_vol)}) "
         f"does not lie on the grid of image {image} (shape {image_vol.array.shape}, "
-        f"affine {shown(image_vol)}); resample one onto the other"
+        f"affine {shown(image_vol)}): {difference}; resample one onto the other"
     )
 
 

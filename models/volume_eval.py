@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.preprocess import from_view
+from datasets.preprocess import InferenceConfig, from_view
 from datasets.volume_cases import VOLUME_BATCH_KEY
 from models.inference.patch_eval import eval_logits
 from models.metrics import per_image_metrics
@@ -41,9 +41,8 @@ def predict_case(module: Any, batch: dict[str, Any], head_channels: int, slice_b
     """
     slices = batch[VOLUME_BATCH_KEY]
     dm = module.trainer.datamodule if getattr(module, "_trainer", None) is not None else None
-    inference = dm.inference if dm is not None else None
-    axis = inference.slice_axis if inference is not None else 2
-    view = inference.view if inference is not None else "radiological"
+    slicing = getattr(dm, "slicing", None) or InferenceConfig()
+    axis, view = slicing.slice_axis, slicing.view
     volume = np.zeros(batch["shape"], dtype=np.int64)
     for start in range(0, slices.shape[0], slice_batch):
         chunk = slices[start : start + slice_batch].to(module.device)

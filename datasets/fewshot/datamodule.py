@@ -9,11 +9,11 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.fewshot.episodes import AugmentParams, EpochIndexSampler, PseudolabelEpisodes, to_three_channels
 from datasets.fewshot.protocol import class_slices, fold_splits, keep_slices, query_plan, support_slices
+from datasets.fewshot.slices import image_slices, label_slices, ras_to_stack, square_resize
 from datasets.volumes.intensity import zscore_global, zscore_volume
 from datasets.volumes.io import find_scans, read_scan
 from datasets.volumes.label_maps import check_label_range
@@ -27,18 +27,7 @@ DEFAULT_ORGANS = ["liver", "spleen", "kidney_left", "kidney_right"]
 
 def to_slices(array: np.ndarray, size: int, order: int, fill: float) -> np.ndarray:
     """``[X, Y, Z]`` RAS volume -> ``[Z, size, size]`` slices (anterior up), padded square then resized."""
-    z_first = np.transpose(array, (2, 1, 0))[:, ::-1, :]
-    h, w = z_first.shape[1:]
-    side = max(h, w)
-    pad = (
-        (0, 0),
-        ((side - h) // 2, side - h - (side - h) // 2),
-        ((side - w) // 2, side - w - (side - w) // 2),
-    )
-    square = np.pad(z_first, pad, constant_values=fill)
-    if side == size:
-        return np.ascontiguousarray(square)
-    return ndimage.zoom(square, (1.0, size / side, size / side), order=order, mode="nearest", grid_mode=True)
+    return square_resize(ras_to_stack(array), size, order, fill)
 
 
 class ProtocolItems(Dataset):
@@ -181,7 +170,7 @@ class FewShotDataModule(L.LightningDataModule):
             raw[sid] = image.array if windows[sid] is None else np.clip(image.array, *windows[sid])
             if label is not None:
                 check_label_range(label.array, self.manifest["label_map"], f"{self.root / sid}/label.nii.gz")
-                self.labels[sid] = to_slices(label.array, size, order=0, fill=0).astype(np.int64)
+                self.labels[sid] = label_slices(label.array, size)
         if max(scales.values()) > 1.1 * min(scales.values()):
             logger.warning(
                 "scans are resized to different pixel sizes (mm per pixel at %d px: %s): organs differ in "
@@ -193,7 +182,7 @@ class FewShotDataModule(L.LightningDataModule):
         else:
             normed = {sid: zscore_volume(arr) for sid, arr in raw.items()}
         for sid, arr in normed.items():
-            self.images[sid] = to_slices(arr, size, order=1, fill=float(arr.min())).astype(np.float32)
+            self.images[sid] = image_slices(arr, size)
 
     def setup(self, stage: str | None = None) -> None:
         """Load scans, make pseudolabels (fit) and the protocol items (test)."""
