@@ -159,9 +159,13 @@ class FrameworkCLI(LightningCLI):
             super().instantiate_classes()
         except ValueError as err:
             # jsonargparse wraps errors raised in __init__ (missing file, bad value) in a generic
-            # "Does not validate against any of the Union subtypes"; surface the original one.
-            if isinstance(err.__cause__, Exception) and "Union subtypes" in str(err):
-                raise err.__cause__ from err
+            # "Does not validate against any of the Union subtypes", once per nesting level (a
+            # settings block inside a data module); surface the original one.
+            cause: BaseException = err
+            while "Union subtypes" in str(cause) and isinstance(cause.__cause__, Exception):
+                cause = cause.__cause__
+            if cause is not err:
+                raise cause from err
             raise
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
