@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from datasets.superpixels.numba_setup import batch_kernel
+
 # sRGB (linear) -> CIE XYZ matrix and the D65 / 2 degree white point: the standard constants that
 # skimage also uses, so Lab values agree with skimage.color.rgb2lab.
 XYZ_FROM_RGB = np.array(
@@ -181,8 +183,14 @@ def _features_one(img, lo, hi, to_lab, scale, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _features_batch(images, lo, hi, to_lab, scale, out):
+def _features_parallel(images, lo, hi, to_lab, scale, out):
     for i in numba.prange(images.shape[0]):
+        _features_one(images[i], lo[i], hi[i], to_lab, scale, out[i])
+
+
+@numba.njit(cache=True)
+def _features_serial(images, lo, hi, to_lab, scale, out):
+    for i in range(images.shape[0]):
         _features_one(images[i], lo[i], hi[i], to_lab, scale, out[i])
 
 
@@ -214,7 +222,8 @@ def slic_features(images: np.ndarray, to_lab: bool, scale: float, pad: int = 0) 
     # numpy's reductions are several times faster than a compiled loop here.
     lo = images.min(axis=(1, 2, 3))
     hi = images.max(axis=(1, 2, 3))
-    _features_batch(images, lo, hi, bool(to_lab), np.float32(scale), out)
+    kernel = batch_kernel(_features_serial, _features_parallel, b)
+    kernel(images, lo, hi, bool(to_lab), np.float32(scale), out)
     return out
 
 

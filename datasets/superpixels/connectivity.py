@@ -16,39 +16,65 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from datasets.superpixels.numba_setup import batch_kernel
 from datasets.superpixels.runs import (
     find_root,
-    link_pieces,
+    link_labelled_runs,
     number_roots,
     paint_runs,
-    run_buffers,
     run_pieces,
     union_sets,
 )
+from datasets.superpixels.slic_simd import run_ends16, trailing_zeros
+
+
+@numba.njit(cache=True, inline="always")
+def _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, lab):
+    run_y[n] = y
+    run_x0[n] = a
+    run_x1[n] = b
+    run_lab[n] = lab
+    return n + 1
+
+
+@numba.njit(cache=True)
+def _unmasked_runs(labels, run_y, run_x0, run_x1, run_lab, row_start):
+    # Each row's runs: run ends found 16 labels at a time (vector compare, then the set bits).
+    h, w = labels.shape
+    flat = labels.ravel()
+    n = 0
+    for y in range(h):
+        row_start[y] = n
+        base = y * w
+        a = 0
+        x = 0
+        while x + 17 <= w:  # a chunk reads 17 labels
+            ends = run_ends16(flat, np.int64(base + x))
+            while ends:
+                b = x + np.int64(trailing_zeros(ends)) + 1
+                n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, flat[base + a])
+                a = b
+                ends &= ends - numba.uint64(1)
+            x += 16
+        for t in range(x, w - 1):
+            if flat[base + t] != flat[base + t + 1]:
+                n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, t + 1, flat[base + a])
+                a = t + 1
+        n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, w, flat[base + a])
+    row_start[h] = n
+    return n
 
 
 @numba.njit(cache=True)
 def _pieces_unmasked(labels):
-    # run_pieces for a map without mask: each row's runs found without branches (run ends compacted).
+    # run_pieces for a map without mask: vector run ends, runs linked by their stored labels.
     h, w = labels.shape
-    run_y, run_x0, run_x1, row_start = run_buffers(h, w)
-    n = 0
-    for y in range(h):
-        row_start[y] = n
-        row = labels[y]
-        first = n
-        for x in range(w - 1):
-            run_x1[n] = x + 1
-            n += row[x] != row[x + 1]
-        run_x1[n] = w
-        n += 1
-        run_x0[first] = 0
-        for r in range(first, n):
-            run_y[r] = y
-            if r > first:
-                run_x0[r] = run_x1[r - 1]
-    row_start[h] = n
-    piece, n_pieces = link_pieces(labels, run_x0, run_x1, row_start, n, False)
+    # One buffer for the four run arrays.
+    buf = np.empty((4, h * w), dtype=np.int32)
+    run_y, run_x0, run_x1, run_lab = buf[0], buf[1], buf[2], buf[3]
+    row_start = np.empty(h + 1, dtype=np.int64)
+    n = _unmasked_runs(labels, run_y, run_x0, run_x1, run_lab, row_start)
+    piece, n_pieces = link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n)
     return run_y, run_x0, run_x1, n, piece, n_pieces, row_start
 
 
@@ -265,8 +291,15 @@ def _enforce_one(labels, inside, masked, min_size, max_size, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _enforce_batch(labels, inside, masked, min_size, max_size, out, counts):
+def _enforce_parallel(labels, inside, masked, min_size, max_size, out, counts):
     for i in numba.prange(labels.shape[0]):
+        m = inside[i] if masked else inside[0]
+        counts[i] = _enforce_one(labels[i], m, masked, min_size, max_size, out[i])
+
+
+@numba.njit(cache=True)
+def _enforce_serial(labels, inside, masked, min_size, max_size, out, counts):
+    for i in range(labels.shape[0]):
         m = inside[i] if masked else inside[0]
         counts[i] = _enforce_one(labels[i], m, masked, min_size, max_size, out[i])
 
@@ -308,5 +341,6 @@ def enforce_connectivity(
     big = lab.shape[1] * lab.shape[2] + 1 if max_size is None else int(max_size)
     out = np.empty_like(lab)
     counts = np.zeros(lab.shape[0], dtype=np.int64)
-    _enforce_batch(lab, inside, mask is not None, int(min_size), big, out, counts)
+    kernel = batch_kernel(_enforce_serial, _enforce_parallel, lab.shape[0])
+    kernel(lab, inside, mask is not None, int(min_size), big, out, counts)
     return (out[0] if single else out), counts

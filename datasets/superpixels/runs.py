@@ -144,6 +144,31 @@ def link_pieces(labels, run_x0, run_x1, row_start, n_runs, eight):
 
 
 @numba.njit(cache=True)
+def link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n_runs):
+    """4-connected pieces of runs whose labels are stored: ``(piece of each run, n_pieces)``.
+
+    Rows must be covered by their runs (no mask), so the walk over the previous row needs no bound.
+    """
+    parent = np.arange(n_runs)
+    for y in range(1, h):
+        a = row_start[y - 1]
+        a_end = row_start[y]
+        for r in range(a_end, row_start[y + 1]):
+            lo = run_x0[r]
+            hi = run_x1[r]
+            while run_x1[a] <= lo:
+                a += 1
+            lab = run_lab[r]
+            b = a
+            while b < a_end and run_x0[b] < hi:
+                if run_lab[b] == lab:
+                    union_sets(parent, r, b)
+                b += 1
+    piece = np.empty(n_runs, dtype=np.int64)
+    return piece, number_roots(parent, piece)
+
+
+@numba.njit(cache=True)
 def _components(labels, eight, out):
     inside = np.ones(labels.shape, dtype=np.bool_)
     run_y, run_x0, run_x1, n_runs, ids, n = run_pieces(labels, inside, eight)

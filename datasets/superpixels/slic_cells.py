@@ -1,13 +1,15 @@
-"""SLIC assignment kernels of the numba backend: the pixels of one seed cell against its candidates.
+"""SLIC assignment of the numba backend: the pixels of one seed cell against its candidates.
 
 The seeds' Voronoi cells (the first, nearest-seed assignment) tile the image; a pixel's candidates
-are the centres of its cell's seed and of the 8 neighbouring seeds (3x3, fewer at the border), so a
-centre can take pixels up to ~1.5 grid steps from its seed. Every pixel of a cell shares its
-candidates, so a row of a cell is labelled in vectors of ``LANES`` pixels with the candidates'
-coefficients in registers. The distance ``|f - col_c|^2 + |p - pos_c|^2 / S^2`` is expanded as
-``K_c + w_c . (u, v, f) + (|f|^2 + |p|^2 / S^2)`` with ``(u, v)`` relative to the cell's corner; the
-last term is the same for every candidate, so a candidate costs 4 FMAs (2 for grey) and a compare. Ties
-go to the lower centre index, as in a sequential strict ``<`` scan over the centres in index order.
+are the centres of its cell's seed and of the 8 neighbouring seeds (3x3), so a centre can take pixels
+up to ~1.5 grid steps from its seed. Every pixel of a cell shares its candidates: the cell's
+coefficients go into a small table once, then each row is labelled by the vector kernels of
+``slic_simd`` (8 or 16 lanes, or several 16-lane vectors for wide cells).
+
+The distance ``|f - col_c|^2 + |p - pos_c|^2 / S^2`` is expanded around the cell: colours relative to
+the cell's own centre colour and positions relative to the cell's corner, so every term stays small
+and float32 keeps its precision. Centres sit in a grid padded by one ring of centres far away
+(``padded_centres``), so border cells need no special case: a missing neighbour is never nearest.
 """
 
 from __future__ import annotations
@@ -15,161 +17,109 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from datasets.superpixels.slic_simd import (
+    TABLE_STRIDE,
+    label_rows8_grey,
+    label_rows8_rgb,
+    label_rows16_grey,
+    label_rows16_rgb,
+)
+
 # Pixels per vector: 16 float32 lanes fill an AVX-512 register (two AVX2 registers). Rows are padded by
 # LANES so that the last vector of a row stays inside the buffer.
 LANES = 16
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _pick(da, la, db, lb):
-    # Keep (da, la) on ties: the left operand always holds the lower centre indices.
-    better = db < da
-    return (db if better else da), (lb if better else la)
+def _coef(cen, c, ox, oy, ref, inv_s2, table, slot):
+    # (K, wu, wv, w0, w1, w2) of padded centre c for offsets (u, v) from the cell corner (ox, oy) and
+    # colours relative to ref, into the table row of ``slot``.
+    ru = cen[c, 0] - ox
+    rv = cen[c, 1] - oy
+    c0 = cen[c, 2] - ref[0]
+    c1 = cen[c, 3] - ref[1]
+    c2 = cen[c, 4] - ref[2]
+    two = np.float32(-2.0)
+    at = slot * TABLE_STRIDE
+    table[at] = (ru * ru + rv * rv) * inv_s2 + (c0 * c0 + c1 * c1 + c2 * c2)
+    table[at + 1] = two * ru * inv_s2
+    table[at + 2] = two * rv * inv_s2
+    table[at + 3] = two * c0
+    table[at + 4] = two * c1
+    table[at + 5] = two * c2
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _coef(c, ox, oy, cy, cx, col, nc, inv_s2):
-    # (K, wu, wv, w0, w1, w2) of centre c for pixel offsets (u, v) from the cell corner (ox, oy).
-    ru = cx[c] - ox
-    rv = cy[c] - oy
-    k = (ru * ru + rv * rv) * inv_s2 + col[c, 0] * col[c, 0]
-    w1 = np.float32(0.0)
-    w2 = np.float32(0.0)
-    if nc == 3:
-        k += col[c, 1] * col[c, 1] + col[c, 2] * col[c, 2]
-        w1 = np.float32(-2.0) * col[c, 1]
-        w2 = np.float32(-2.0) * col[c, 2]
-    w0 = np.float32(-2.0) * col[c, 0]
-    return np.float32(k), np.float32(-2.0 * ru * inv_s2), np.float32(-2.0 * rv * inv_s2), w0, w1, w2
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _d3(q, k, u, a, b, e):
-    return k + q[1] * u + q[3] * a + q[4] * b + q[5] * e
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _d1(q, k, u, a):
-    return k + q[1] * u + q[3] * a
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _nearest(d, ids):
-    # Pairwise tree over the 9 candidates in index order: equal to a sequential strict-< scan.
-    e01, l01 = _pick(d[0], ids[0], d[1], ids[1])
-    e23, l23 = _pick(d[2], ids[2], d[3], ids[3])
-    e45, l45 = _pick(d[4], ids[4], d[5], ids[5])
-    e67, l67 = _pick(d[6], ids[6], d[7], ids[7])
-    e03, l03 = _pick(e01, l01, e23, l23)
-    e47, l47 = _pick(e45, l45, e67, l67)
-    e07, l07 = _pick(e03, l03, e47, l47)
-    return _pick(e07, l07, d[8], ids[8])[1]
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _label_vector(q, k, ids, feat, nc, y, iota, x, lab, lanes):
-    # One vector of ``lanes`` (a constant once inlined) pixels from (y, x): nearest of the 9
-    # candidates, written to lab. Plain indexing, no row views: a view costs reference counting.
-    uy = numba.uint64(y)
-    ux = numba.uint64(x)
-    if nc == 3:
-        for t in range(lanes):
-            p = ux + numba.uint64(t)
-            u, a, b, e = iota[t], feat[0, uy, p], feat[1, uy, p], feat[2, uy, p]
-            d = (
-                _d3(q[0], k[0], u, a, b, e),
-                _d3(q[1], k[1], u, a, b, e),
-                _d3(q[2], k[2], u, a, b, e),
-                _d3(q[3], k[3], u, a, b, e),
-                _d3(q[4], k[4], u, a, b, e),
-                _d3(q[5], k[5], u, a, b, e),
-                _d3(q[6], k[6], u, a, b, e),
-                _d3(q[7], k[7], u, a, b, e),
-                _d3(q[8], k[8], u, a, b, e),
-            )
-            lab[uy, p] = _nearest(d, ids)
-    else:
-        for t in range(lanes):
-            p = ux + numba.uint64(t)
-            u, a = iota[t], feat[0, uy, p]
-            d = (
-                _d1(q[0], k[0], u, a),
-                _d1(q[1], k[1], u, a),
-                _d1(q[2], k[2], u, a),
-                _d1(q[3], k[3], u, a),
-                _d1(q[4], k[4], u, a),
-                _d1(q[5], k[5], u, a),
-                _d1(q[6], k[6], u, a),
-                _d1(q[7], k[7], u, a),
-                _d1(q[8], k[8], u, a),
-            )
-            lab[uy, p] = _nearest(d, ids)
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _row_offsets(q, v, u0):
-    # K + wv * v + wu * u0 of each candidate: the per-vector constant of the distance.
-    return (
-        q[0][0] + q[0][2] * v + q[0][1] * u0,
-        q[1][0] + q[1][2] * v + q[1][1] * u0,
-        q[2][0] + q[2][2] * v + q[2][1] * u0,
-        q[3][0] + q[3][2] * v + q[3][1] * u0,
-        q[4][0] + q[4][2] * v + q[4][1] * u0,
-        q[5][0] + q[5][2] * v + q[5][1] * u0,
-        q[6][0] + q[6][2] * v + q[6][1] * u0,
-        q[7][0] + q[7][2] * v + q[7][1] * u0,
-        q[8][0] + q[8][2] * v + q[8][1] * u0,
-    )
-
-
-@numba.njit(cache=True, fastmath=True)
-def assign_cell(feat, y0, y1, x0, x1, ids, cy, cx, col, inv_s2, iota, lab):
-    """Label the cell ``[y0, y1) x [x0, x1)`` with the nearest of its 9 candidate centres.
+def assign_cell(feat, plane, fw, y0, y1, x0, x1, i, j, nx, cen, inv_s2, lab, table, nc):
+    """Label the cell ``[y0, y1) x [x0, x1)`` of seed ``(i, j)`` with the nearest of its candidates.
 
     Args:
-        feat: padded planar features ``[C, H, W + LANES]``.
+        feat: flat padded planar features (``[C, H, W + LANES]`` raveled).
+        plane: elements per channel plane (``H * (W + LANES)``).
+        fw: padded row length ``W + LANES`` (of features and labels).
         y0: first row of the cell.
         y1: end row.
         x0: first column.
         x1: end column.
-        ids: the 9 candidate centre ids in index order (tuple).
-        cy: centre rows.
-        cx: centre columns.
-        col: centre colours ``[k, 3]``.
-        inv_s2: ``1 / S^2``.
-        iota: ``0, 1, ..., LANES-1`` as float32.
-        lab: padded labels ``[H, W + LANES]``; vectors may run past ``x1`` into the next cell, which is
-            labelled afterwards (cells go left to right).
+        i: the cell's seed row.
+        j: the cell's seed column.
+        nx: seed columns.
+        cen: padded centres (see :func:`padded_centres`).
+        inv_s2: ``1 / S^2`` (float32).
+        lab: flat padded labels (``[H, W + LANES]`` raveled); vectors may run past ``x1`` into the
+            next cell, which is labelled afterwards (cells go left to right).
+        table: float32 scratch of ``9 * TABLE_STRIDE``.
+        nc: channels (1 or 3).
     """
-    nc = feat.shape[0]
-    q = (
-        _coef(ids[0], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[1], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[2], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[3], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[4], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[5], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[6], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[7], x0, y0, cy, cx, col, nc, inv_s2),
-        _coef(ids[8], x0, y0, cy, cx, col, nc, inv_s2),
-    )
-    # Cells at most 8 wide (small grid steps) take half vectors: no lanes wasted on the next cell.
-    narrow = x1 - x0 <= LANES // 2
-    zero = np.float32(0.0)
-    rest = y0
-    if x1 - x0 <= LANES and not narrow:
-        # One vector per row: two rows per step give the core two independent chains to overlap.
-        while rest + 1 < y1:
-            k0 = _row_offsets(q, np.float32(rest - y0), zero)
-            k1 = _row_offsets(q, np.float32(rest + 1 - y0), zero)
-            _label_vector(q, k0, ids, feat, nc, rest, iota, x0, lab, LANES)
-            _label_vector(q, k1, ids, feat, nc, rest + 1, iota, x0, lab, LANES)
-            rest += 2
-    for y in range(rest, y1):
-        v = np.float32(y - y0)
-        if narrow:
-            _label_vector(q, _row_offsets(q, v, zero), ids, feat, nc, y, iota, x0, lab, LANES // 2)
-            continue
-        for x in range(x0, x1, LANES):
-            k = _row_offsets(q, v, np.float32(x - x0))
-            _label_vector(q, k, ids, feat, nc, y, iota, x, lab, LANES)
+    stride = nx + 2
+    top = i * stride + j
+    own = top + stride + 1
+    ref = (cen[own, 2], cen[own, 3], cen[own, 4])
+    fx0 = np.float32(x0)
+    fy0 = np.float32(y0)
+    for slot in range(9):
+        _coef(cen, top + (slot // 3) * stride + slot % 3, fx0, fy0, ref, inv_s2, table, slot)
+    base = np.int32((i - 1) * nx + j - 1)
+    nx32 = np.int32(nx)
+    width = x1 - x0
+    rows = np.int64(y1 - y0)
+    at = np.int64(y0 * fw + x0)
+    if width <= 8:
+        if nc == 3:
+            label_rows8_rgb(feat, at, plane, fw, lab, rows, table, np.float32(0.0), *ref, inv_s2, base, nx32)
+        else:
+            label_rows8_grey(feat, at, plane, fw, lab, rows, table, np.float32(0.0), *ref, inv_s2, base, nx32)
+        return
+    for x in range(0, width, LANES):
+        u0 = np.float32(x)
+        if nc == 3:
+            label_rows16_rgb(feat, at + x, plane, fw, lab, rows, table, u0, *ref, inv_s2, base, nx32)
+        else:
+            label_rows16_grey(feat, at + x, plane, fw, lab, rows, table, u0, *ref, inv_s2, base, nx32)
+
+
+@numba.njit(cache=True, fastmath=True)
+def padded_centres(cy, cx, col, ny, nx, cen):
+    """Write the centres into the padded float32 grid ``cen [(ny + 2) * (nx + 2), 8]``.
+
+    Row ``(i + 1) * (nx + 2) + j + 1`` holds centre ``i * nx + j`` as (column, row, colour...); the
+    border rows (set up by :func:`empty_padded_centres`) stay far away from every pixel, so the
+    candidates of a border cell need no special case.
+    """
+    nc = col.shape[1]
+    for i in range(ny):
+        for j in range(nx):
+            c = i * nx + j
+            r = (i + 1) * (nx + 2) + j + 1
+            cen[r, 0] = np.float32(cx[c])
+            cen[r, 1] = np.float32(cy[c])
+            for ch in range(nc):
+                cen[r, 2 + ch] = col[c, ch]
+
+
+@numba.njit(cache=True)
+def empty_padded_centres(ny, nx):
+    """The padded centre grid with every entry far away (1e15 px: squared distances ~1e28 in float32)."""
+    cen = np.zeros(((ny + 2) * (nx + 2), 8), dtype=np.float32)
+    cen[:, :2] = np.float32(1e15)
+    return cen

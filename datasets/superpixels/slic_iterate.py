@@ -14,35 +14,49 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from datasets.superpixels.slic_cells import LANES, assign_cell
+from datasets.superpixels.slic_cells import LANES, assign_cell, empty_padded_centres, padded_centres
+from datasets.superpixels.slic_simd import TABLE_STRIDE, run_ends16, trailing_zeros
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _add_run(sums, c, y, a, b, pre, nc):
+    # Pixels a..b-1 of row y, all labelled c: count, row sum, column sum (closed form), channel sums.
+    n = b - a
+    sums[c, 0] += n
+    sums[c, 1] += n * y
+    sums[c, 2] += 0.5 * n * (a + b - 1)
+    sums[c, 3] += pre[0, y, b] - pre[0, y, a]
+    if nc == 3:
+        sums[c, 4] += pre[1, y, b] - pre[1, y, a]
+        sums[c, 5] += pre[2, y, b] - pre[2, y, a]
 
 
 @numba.njit(cache=True, fastmath=True)
-def accumulate_row(y, lab, w, pre, nc, ends, sums):
-    """Add the runs of equal labels of row ``y`` (``lab[y, :w]``) to the centre sums.
+def accumulate_row(y, lab, fw, w, pre, nc, sums):
+    """Add the runs of equal labels of row ``y`` to the centre sums.
 
-    ``pre[ch, y]`` is the row's exclusive prefix sum of channel ``ch``; ``sums[c]`` holds
-    (count, row sum, column sum, channel sums).
+    Args:
+        y: the row.
+        lab: flat padded labels (rows of ``fw`` elements, ``w`` of them valid, 16 readable past ``w``).
+        fw: padded row length.
+        w: image width.
+        pre: ``pre[ch, y]`` is the row's exclusive prefix sum of channel ``ch``.
+        nc: channels.
+        sums: ``sums[c]`` holds (count, row sum, column sum, channel sums), added to.
     """
-    nr = 0
-    for x in range(w - 1):
-        ends[nr] = x + 1
-        nr += lab[y, x] != lab[y, x + 1]
-    ends[nr] = w
-    nr += 1
+    row = y * fw
     a = 0
-    for r in range(nr):
-        b = ends[r]
-        c = lab[y, a]
-        n = b - a
-        sums[c, 0] += n
-        sums[c, 1] += n * y
-        sums[c, 2] += 0.5 * n * (a + b - 1)
-        sums[c, 3] += pre[0, y, b] - pre[0, y, a]
-        if nc == 3:
-            sums[c, 4] += pre[1, y, b] - pre[1, y, a]
-            sums[c, 5] += pre[2, y, b] - pre[2, y, a]
-        a = b
+    for x in range(0, w, 16):
+        ends = run_ends16(lab, np.int64(row + x))
+        valid = w - 1 - x  # a run end at the last pixel is the row end, handled below
+        if valid < 16:
+            ends &= (numba.uint64(1) << numba.uint64(valid)) - numba.uint64(1)
+        while ends:
+            b = x + np.int64(trailing_zeros(ends)) + 1
+            _add_run(sums, lab[row + a], y, a, b, pre, nc)
+            a = b
+            ends &= ends - numba.uint64(1)
+    _add_run(sums, lab[row + a], y, a, w, pre, nc)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -94,25 +108,38 @@ def row_prefix(feat, w, pre):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _assign_all(feat, by, bx, cy, cx, col, inv_s2, iota, lab, pre, ends, sums, accumulate):
-    # One assignment over all cells, band by band; with accumulate, the band's rows are summed while hot.
-    nc = feat.shape[0]
+def _assign_all(feat, by, bx, cen, inv_s2, lab):
+    # One assignment over all cells, band by band, cells left to right.
+    nc, h, fw = feat.shape
     ny, nx = by.shape[0] - 1, bx.shape[0] - 1
-    w = lab.shape[1] - LANES
+    flat, flat_lab = feat.ravel(), lab.ravel()
+    table = np.empty(9 * TABLE_STRIDE, dtype=np.float32)
+    plane = h * fw
     for i in range(ny):
         y0, y1 = by[i], by[i + 1]
-        r0, r1, r2 = max(i - 1, 0) * nx, i * nx, min(i + 1, ny - 1) * nx
         for j in range(nx):
-            c0, c1, c2 = max(j - 1, 0), j, min(j + 1, nx - 1)
-            ids = (
-                np.int32(r0 + c0), np.int32(r0 + c1), np.int32(r0 + c2),
-                np.int32(r1 + c0), np.int32(r1 + c1), np.int32(r1 + c2),
-                np.int32(r2 + c0), np.int32(r2 + c1), np.int32(r2 + c2),
-            )  # fmt: skip
-            assign_cell(feat, y0, y1, bx[j], bx[j + 1], ids, cy, cx, col, inv_s2, iota, lab)
-        if accumulate:
-            for y in range(y0, y1):
-                accumulate_row(y, lab, w, pre, nc, ends, sums)
+            x0, x1 = bx[j], bx[j + 1]
+            # The channel count as a constant in each call, as in _accumulate_all.
+            if nc == 3:
+                assign_cell(flat, plane, fw, y0, y1, x0, x1, i, j, nx, cen, inv_s2, flat_lab, table, 3)
+            else:
+                assign_cell(flat, plane, fw, y0, y1, x0, x1, i, j, nx, cen, inv_s2, flat_lab, table, 1)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _accumulate_all(lab, pre, nc, sums):
+    # The centre sums of a whole assignment, row by row. A pass of its own: summing each band right
+    # after labelling it, inside the assignment loop, measured twice as slow.
+    h, fw = lab.shape
+    flat = lab.ravel()
+    sums[:, :] = 0.0
+    # The channel count as a constant in each loop: a run-time count measured several times slower.
+    if nc == 3:
+        for y in range(h):
+            accumulate_row(y, flat, fw, fw - LANES, pre, 3, sums)
+    else:
+        for y in range(h):
+            accumulate_row(y, flat, fw, fw - LANES, pre, 1, sums)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -143,26 +170,22 @@ def slic_image(feat, init, ys, xs, by, bx, step, max_iter, out):
     lab = np.empty((h, w + LANES), dtype=np.int32)
     lab[:, :w] = init
     sums = np.zeros((k, 6))
-    ends = np.empty(w + 1, dtype=np.int64)
     cy = np.empty(k)
     cx = np.empty(k)
     col = np.zeros((k, 3), dtype=np.float32)
     for c in range(k):
         cy[c] = ys[c // nx]
         cx[c] = xs[c % nx]
-    iota = np.arange(LANES).astype(np.float32)
-    inv_s2 = 1.0 / (step * step)
+    inv_s2 = np.float32(1.0 / (step * step))
+    ny = ys.shape[0]
+    cen = empty_padded_centres(ny, nx)
     done = 1
-    if max_iter > 1:
-        for y in range(h):
-            accumulate_row(y, lab, w, pre, nc, ends, sums)
-        update_centres(sums, cy, cx, col, nc)
-    for it in range(1, max_iter):
-        last = it == max_iter - 1
-        sums[:, :] = 0.0
-        _assign_all(feat, by, bx, cy, cx, col, inv_s2, iota, lab, pre, ends, sums, not last)
-        done += 1
-        if not last and update_centres(sums, cy, cx, col, nc):
+    for _ in range(1, max_iter):
+        _accumulate_all(lab, pre, nc, sums)
+        if update_centres(sums, cy, cx, col, nc):
             break
+        padded_centres(cy, cx, col, ny, nx, cen)
+        _assign_all(feat, by, bx, cen, inv_s2, lab)
+        done += 1
     out[:, :] = lab[:, :w]
     return done
