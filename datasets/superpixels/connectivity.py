@@ -69,13 +69,13 @@ def _unmasked_runs(labels, run_y, run_x0, run_x1, run_lab, row_start):
 def _pieces_unmasked(labels):
     # run_pieces for a map without mask: vector run ends, runs linked by their stored labels.
     h, w = labels.shape
-    # One buffer for the four run arrays.
-    buf = np.empty((4, h * w), dtype=np.int32)
-    run_y, run_x0, run_x1, run_lab = buf[0], buf[1], buf[2], buf[3]
+    # One buffer for the run arrays; above[r]: the run of the row above that covers run r's start.
+    buf = np.empty((5, h * w), dtype=np.int32)
+    run_y, run_x0, run_x1, run_lab, above = buf[0], buf[1], buf[2], buf[3], buf[4]
     row_start = np.empty(h + 1, dtype=np.int64)
     n = _unmasked_runs(labels, run_y, run_x0, run_x1, run_lab, row_start)
-    piece, n_pieces = link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n)
-    return run_y, run_x0, run_x1, n, piece, n_pieces, row_start
+    piece, n_pieces = link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n, above)
+    return run_y, run_x0, run_x1, n, piece, n_pieces, row_start, above
 
 
 @numba.njit(cache=True, inline="always")
@@ -98,7 +98,7 @@ def _enforce_unmasked(labels, min_size, max_size, out):
     # small piece's first pixel are looked up in the runs, and the map is painted once at the end.
     # Returns -1 when the general path is needed (a piece to cut, or no neighbour found this way).
     h, w = labels.shape
-    run_y, run_x0, run_x1, n_runs, piece, n_pieces, row_start = _pieces_unmasked(labels)
+    run_y, run_x0, run_x1, n_runs, piece, n_pieces, row_start, above = _pieces_unmasked(labels)
     size = np.zeros(n_pieces, dtype=np.int64)
     first = np.empty(n_pieces, dtype=np.int64)
     for r in range(n_runs - 1, -1, -1):
@@ -113,7 +113,7 @@ def _enforce_unmasked(labels, min_size, max_size, out):
         r = first[p]
         y = run_y[r]
         if y > 0:  # above, else left, else right of the first run, else below (as the general path)
-            target = piece[_run_at(row_start, run_x1, y - 1, run_x0[r])]
+            target = piece[above[r]]
         elif run_x0[r] > 0:
             target = piece[r - 1]
         elif run_x1[r] < w:

@@ -144,10 +144,11 @@ def link_pieces(labels, run_x0, run_x1, row_start, n_runs, eight):
 
 
 @numba.njit(cache=True)
-def link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n_runs):
+def link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n_runs, above):
     """4-connected pieces of runs whose labels are stored: ``(piece of each run, n_pieces)``.
 
     Rows must be covered by their runs (no mask), so the walk over the previous row needs no bound.
+    ``above[r]`` is set to the run of the previous row that covers run r's first column (rows >= 1).
     """
     parent = np.arange(n_runs)
     for y in range(1, h):
@@ -158,6 +159,7 @@ def link_labelled_runs(run_x0, run_x1, run_lab, row_start, h, n_runs):
             hi = run_x1[r]
             while run_x1[a] <= lo:
                 a += 1
+            above[r] = a
             lab = run_lab[r]
             b = a
             while b < a_end and run_x0[b] < hi:
