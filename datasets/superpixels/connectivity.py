@@ -29,7 +29,7 @@ from datasets.superpixels.slic_simd import run_ends16, trailing_zeros
 
 
 @numba.njit(cache=True, inline="always")
-def _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, lab):
+def _push_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, lab):
     run_y[n] = y
     run_x0[n] = a
     run_x1[n] = b
@@ -52,15 +52,15 @@ def _unmasked_runs(labels, run_y, run_x0, run_x1, run_lab, row_start):
             ends = run_ends16(flat, np.int64(base + x))
             while ends:
                 b = x + np.int64(trailing_zeros(ends)) + 1
-                n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, flat[base + a])
+                n = _push_run(run_y, run_x0, run_x1, run_lab, n, y, a, b, flat[base + a])
                 a = b
                 ends &= ends - numba.uint64(1)
             x += 16
         for t in range(x, w - 1):
             if flat[base + t] != flat[base + t + 1]:
-                n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, t + 1, flat[base + a])
+                n = _push_run(run_y, run_x0, run_x1, run_lab, n, y, a, t + 1, flat[base + a])
                 a = t + 1
-        n = _add_run(run_y, run_x0, run_x1, run_lab, n, y, a, w, flat[base + a])
+        n = _push_run(run_y, run_x0, run_x1, run_lab, n, y, a, w, flat[base + a])
     row_start[h] = n
     return n
 

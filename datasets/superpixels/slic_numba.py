@@ -119,21 +119,32 @@ def _slic_serial(feats, init, ys, xs, by, bx, step, max_iter, labels, iters):
 
 
 @numba.njit(cache=True)
-def _compact(labels, k, counts):
-    # Centres that lost all pixels leave gaps in the ids; renumber in id order.
+def _compact_one(labels, k):
+    # Centres that lost all pixels leave gaps in the ids; renumber in id order, return the count.
+    flat = labels.ravel()
+    new_id = np.full(k, -1, dtype=np.int32)
+    for v in flat:
+        new_id[v] = 0
+    n = 0
+    for i in range(k):
+        if new_id[i] == 0:
+            new_id[i] = n
+            n += 1
+    for i in range(flat.shape[0]):
+        flat[i] = new_id[flat[i]]
+    return n
+
+
+@numba.njit(cache=True, parallel=True)
+def _compact_parallel(labels, k, counts):
+    for b in numba.prange(labels.shape[0]):
+        counts[b] = _compact_one(labels[b], k)
+
+
+@numba.njit(cache=True)
+def _compact_serial(labels, k, counts):
     for b in range(labels.shape[0]):
-        flat = labels[b].ravel()
-        new_id = np.full(k, -1, dtype=np.int32)
-        for v in flat:
-            new_id[v] = 0
-        n = 0
-        for i in range(k):
-            if new_id[i] == 0:
-                new_id[i] = n
-                n += 1
-        for i in range(flat.shape[0]):
-            flat[i] = new_id[flat[i]]
-        counts[b] = n
+        counts[b] = _compact_one(labels[b], k)
 
 
 def prepare_features(images: np.ndarray, colour_space: str, compactness: float, sigma: float) -> np.ndarray:
@@ -197,7 +208,7 @@ def slic_numba(
         sizes = connectivity_sizes(h * w / (ys.size * xs.size), min_size_factor, max_size_factor)
         return _enforce_connectivity(labels, *sizes)
     counts = np.zeros(b, dtype=np.int64)
-    _compact(labels, ys.size * xs.size, counts)
+    batch_kernel(_compact_serial, _compact_parallel, b)(labels, ys.size * xs.size, counts)
     return labels, counts
 
 

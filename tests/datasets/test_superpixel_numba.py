@@ -110,3 +110,15 @@ def test_non_finite_input_is_rejected():
     image[2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         superpixels(image)
+
+
+def test_raw_maps_of_a_batch_are_compacted_alike_on_any_thread_count(rgb):
+    # Without connectivity the ids are compacted per image; the parallel and serial loops must agree.
+    batch = np.stack([rgb, rgb[::-1], np.ascontiguousarray(rgb * 0.5)])
+    one = superpixels(batch, n_segments=120, enforce_connectivity=False, num_threads=1)
+    every = superpixels(
+        batch, n_segments=120, enforce_connectivity=False, num_threads=numba.config.NUMBA_NUM_THREADS
+    )
+    assert np.array_equal(one[0], every[0]) and np.array_equal(one[1], every[1])
+    for labels, count in zip(*every, strict=True):
+        assert np.array_equal(np.unique(labels), np.arange(count))
